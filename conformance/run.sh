@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Runs the conformance suites (JS with socket.io-client, Python with python-socketio)
+# against an already built `switchboard` binary. Each suite starts its own
+# `switchboard dev` on free loopback ports.
+#
+#   conformance/run.sh                 # binary: target/debug/switchboard
+#   SWITCHBOARD_BIN=/path/to/switchboard conformance/run.sh
+#   CONFORMANCE_SUITES=js conformance/run.sh      # only some suites (js | cluster | python)
+#
+# The `cluster` suite starts private redis-server and nats-server processes and several
+# `switchboard edge`/`admin` processes (js/lib/cluster.mjs).
+#   SWITCHBOARD_TEST_LOGS=1 ...        # echo the servers' logs
+#   CONFORMANCE_PIP_INSTALL=1 ...      # pip install the Python suite's pinned requirements first
+#
+# Exits non-zero if any suite fails; every suite runs even when an earlier one failed.
+set -uo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+
+export SWITCHBOARD_BIN="${SWITCHBOARD_BIN:-$root/target/debug/switchboard}"
+case "$SWITCHBOARD_BIN" in /*) ;; *) SWITCHBOARD_BIN="$PWD/$SWITCHBOARD_BIN" ;; esac
+if [[ ! -x "$SWITCHBOARD_BIN" ]]; then
+  echo "run.sh: no switchboard binary at $SWITCHBOARD_BIN (cargo build -p switchboard, or set SWITCHBOARD_BIN)" >&2
+  exit 2
+fi
+
+suites="${CONFORMANCE_SUITES:-js cluster python}"
+failed=()
+
+for suite in $suites; do
+  case "$suite" in
+    js)
+      echo "== JS conformance suite (node --test, socket.io-client)"
+      if (cd "$here/js" && npm ci --no-audit --no-fund && node --test --test-concurrency=1 test/); then
+        echo "== JS suite: passed"
+      else
+        failed+=(js)
+      fi
+      ;;
+    cluster)
+      echo "== multi-node suite (3 edges, admin, Redis, NATS; socket.io-client)"
+      if (cd "$here/js" && node --test --test-concurrency=1 cluster/); then
+        echo "== multi-node suite: passed"
+      else
+        failed+=(cluster)
+      fi
+      ;;
+    python)
+      echo "== Python conformance suite (pytest, python-socketio)"
+      if [[ "${CONFORMANCE_PIP_INSTALL:-0}" == 1 ]]; then
+        python3 -m pip install -q -r "$here/python/requirements.txt" || failed+=(python-deps)
+      fi
+      if ! python3 -c 'import socketio, engineio, jwt, pytest, requests, websocket' 2>/dev/null; then
+        echo "run.sh: Python dependencies missing; install them with: python3 -m pip install -r $here/python/requirements.txt" >&2
+        failed+=(python)
+      elif (cd "$root" && python3 -m pytest -q -p no:cacheprovider conformance/python); then
+        echo "== Python suite: passed"
+      else
+        failed+=(python)
+      fi
+      ;;
+    *)
+      echo "run.sh: unknown suite '$suite' (js | cluster | python)" >&2
+      failed+=("$suite")
+      ;;
+  esac
+done
+
+if ((${#failed[@]})); then
+  echo "== conformance FAILED: ${failed[*]}" >&2
+  exit 1
+fi
+echo "== conformance passed"

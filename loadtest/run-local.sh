@@ -1,0 +1,295 @@
+#!/usr/bin/env bash
+# Runs the standard load-test suite against Switchboard and the reference Node Socket.IO
+# server, side by side, on this machine (127.0.0.1 only), and writes the results under
+# loadtest/results/<UTC time>-<commit>[-quick][-clusterK]/:
+#   machine.json                 the machine, toolchains and commit the numbers came from
+#   <scenario>-<target>.json     one run (loadtest --json), <scenario>-<target>.log its output
+#   <scenario>.svg               latency percentiles of both targets
+#   summary.json / summary.md    every metric side by side, with the ratio node/switchboard
+# The path of summary.json is the last line printed.
+#
+# Usage: loadtest/run-local.sh [--quick] [--only s1,s2] [--targets switchboard,node]
+#                              [--cluster K] [--no-pin] [--out DIR]
+#   --quick      smoke sizes: the whole suite in under two minutes (binaries built)
+#   --only       a subset of: handshake handshake-ticket fanout rooms churn revocation idle resume
+#   --cluster K  K Switchboard edges + an admin over Redis and NATS, and K Node processes
+#                with the Redis adapter (starts its own redis-server and nats-server unless
+#                REDIS_URL / NATS_URL are set); default: one `switchboard dev`, one Node process
+#   --no-pin     let the server and the generator share both cores; by default the server
+#                under test is pinned to CPU 0 and the generator to CPU 1, so that each
+#                server gets the same single core and the generator does not steal from it
+# Environment: SWITCHBOARD_BIN, LOADTEST_BIN (skip the cargo build), NODE (node binary).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+QUICK=0
+ONLY=""
+TARGETS="switchboard,node"
+CLUSTER=0
+PIN=1
+OUT=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --only) ONLY="$2"; shift ;;
+    --targets) TARGETS="$2"; shift ;;
+    --cluster) CLUSTER="$2"; shift ;;
+    --no-pin) PIN=0 ;;
+    --out) OUT="$2"; shift ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+[ "$(nproc)" -ge 2 ] || PIN=0
+[ "$CLUSTER" -gt 0 ] && PIN=0
+
+log() { echo "[run-local] $*" >&2; }
+
+# ---- binaries ----
+if [ -z "${SWITCHBOARD_BIN:-}" ] || [ -z "${LOADTEST_BIN:-}" ]; then
+  log "building release binaries (cargo build --release -p switchboard -p loadtest)"
+  cargo build --release -p switchboard -p loadtest >&2
+fi
+SB=${SWITCHBOARD_BIN:-$ROOT/target/release/switchboard}
+LT=${LOADTEST_BIN:-$ROOT/target/release/loadtest}
+NODE=${NODE:-node}
+PEER=$ROOT/loadtest/peers/socketio-node
+if [[ ",$TARGETS," == *",node,"* ]]; then
+  command -v "$NODE" >/dev/null || { echo "node is required for the Node peer (or --targets switchboard)" >&2; exit 1; }
+  if [ ! -d "$PEER/node_modules" ] || [ "$PEER/package-lock.json" -nt "$PEER/node_modules/.package-lock.json" ]; then
+    log "installing the Node peer (npm ci)"
+    (cd "$PEER" && npm ci --no-audit --no-fund >&2)
+  fi
+fi
+
+# ---- results directory and machine description ----
+COMMIT=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+# Dirty: any change to tracked files, or untracked files outside loadtest/results.
+DIRTY=false
+[ -z "$(git status --porcelain -- . ':!loadtest/results' 2>/dev/null)" ] || DIRTY=true
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+SUFFIX=""
+[ "$QUICK" = 1 ] && SUFFIX="-quick"
+[ "$CLUSTER" -gt 0 ] && SUFFIX="$SUFFIX-cluster$CLUSTER"
+RES=${OUT:-$ROOT/loadtest/results/$STAMP-$COMMIT$SUFFIX}
+mkdir -p "$RES"
+jq -n \
+  --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+  --arg commit "$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
+  --argjson dirty "$DIRTY" \
+  --arg kernel "$(uname -sr)" \
+  --arg cpu "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" \
+  --argjson cores "$(nproc)" \
+  --argjson mem_gib "$(awk '/MemTotal/ {printf "%.1f", $2/1048576}' /proc/meminfo)" \
+  --arg nofile "$(ulimit -Hn)" \
+  --arg rustc "$(rustc --version 2>/dev/null || echo unknown)" \
+  --arg node "$("$NODE" --version 2>/dev/null || echo none)" \
+  --arg socketio "$(jq -r '.packages["node_modules/socket.io"].version // "?"' "$PEER/package-lock.json" 2>/dev/null || echo '?')" \
+  --argjson quick "$([ "$QUICK" = 1 ] && echo true || echo false)" \
+  --argjson cluster "$CLUSTER" \
+  --argjson pinned "$([ "$PIN" = 1 ] && echo true || echo false)" \
+  '{date: $date, commit: $commit, dirty: $dirty, kernel: $kernel, cpu: $cpu, cores: $cores,
+    mem_gib: $mem_gib, open_files_hard_limit: $nofile, rustc: $rustc, node: $node,
+    socket_io: $socketio, quick: $quick, cluster_edges: $cluster,
+    pinning: (if $pinned then "server on CPU 0, generator on CPU 1" else "none" end)}' \
+  >"$RES/machine.json"
+log "results in $RES"
+
+SERVER_CPU=()
+GEN_CPU=()
+if [ "$PIN" = 1 ]; then
+  SERVER_CPU=(taskset -c 0)
+  GEN_CPU=(taskset -c 1)
+fi
+
+ADMIN_TOKEN="loadtest-admin-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+NODE_SECRET="node-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+PIDS=()
+EXTRA_PIDS=()
+NATS_DIR=""
+
+cleanup_servers() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
+  PIDS=()
+}
+cleanup_all() {
+  cleanup_servers
+  for p in "${EXTRA_PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  [ -n "${NATS_DIR:-}" ] && rm -rf "$NATS_DIR"
+  return 0
+}
+trap cleanup_all EXIT
+
+wait_line() { # file pattern seconds
+  local i
+  for i in $(seq 1 $(($3 * 10))); do
+    grep -q "$2" "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "timed out waiting for '$2' in $1:" >&2
+  cat "$1" >&2
+  return 1
+}
+
+wait_http() { # url seconds
+  local i
+  for i in $(seq 1 $(($2 * 10))); do
+    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "timed out waiting for $1" >&2
+  return 1
+}
+
+# ---- Redis and NATS for --cluster ----
+if [ "$CLUSTER" -gt 0 ]; then
+  if [ -z "${REDIS_URL:-}" ]; then
+    command -v redis-server >/dev/null || { echo "--cluster needs redis-server or REDIS_URL" >&2; exit 1; }
+    redis-server --port 6391 --bind 127.0.0.1 --save '' --appendonly no >"$RES/redis.log" 2>&1 &
+    EXTRA_PIDS+=($!)
+    REDIS_URL=redis://127.0.0.1:6391
+  fi
+  if [ -z "${NATS_URL:-}" ]; then
+    command -v nats-server >/dev/null || { echo "--cluster needs nats-server or NATS_URL" >&2; exit 1; }
+    NATS_DIR=$(mktemp -d)
+    nats-server -a 127.0.0.1 -p 4233 -js -sd "$NATS_DIR" >"$RES/nats.log" 2>&1 &
+    EXTRA_PIDS+=($!)
+    NATS_URL=nats://127.0.0.1:4233
+  fi
+  sleep 1
+fi
+
+# Starts one target; sets URLS (array), SECRET, ADMIN_URL, SERVER_PIDS (array).
+start_switchboard() {
+  local f=$RES/.switchboard.out
+  SERVER_PIDS=()
+  URLS=()
+  if [ "$CLUSTER" -eq 0 ]; then
+    "${SERVER_CPU[@]}" "$SB" dev --edge-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 \
+      --admin-token "$ADMIN_TOKEN" --handshake-rate-per-ip 0 --handshake-rate-per-tenant 0 \
+      >"$f" 2>"$RES/.switchboard.err" &
+    PIDS+=($!)
+    SERVER_PIDS+=($!)
+    wait_line "$f" '^client token:' 30
+    URLS=("$(sed -n 's/^socket.io: //p' "$f")")
+    ADMIN_URL=$(sed -n 's/^admin: //p' "$f")
+    SECRET=$(sed -n 's/^demo key: .*secret=\([^ ]*\).*/\1/p' "$f")
+    KID=demo-hs256
+  else
+    local i port
+    "$SB" admin --admin-addr 127.0.0.1:4390 --admin-token "$ADMIN_TOKEN" \
+      --redis-url "$REDIS_URL" --nats-url "$NATS_URL" >"$RES/.admin.out" 2>&1 &
+    PIDS+=($!)
+    SERVER_PIDS+=($!)
+    ADMIN_URL=http://127.0.0.1:4390/v1
+    for i in $(seq 0 $((CLUSTER - 1))); do
+      port=$((4391 + i))
+      "$SB" edge --edge-addr "127.0.0.1:$port" --redis-url "$REDIS_URL" --nats-url "$NATS_URL" \
+        --handshake-rate-per-ip 0 --handshake-rate-per-tenant 0 >"$RES/.edge$i.out" 2>&1 &
+      PIDS+=($!)
+      SERVER_PIDS+=($!)
+      URLS+=("http://127.0.0.1:$port/demo")
+    done
+    wait_http "http://127.0.0.1:4390/v1/openapi.json" 30
+    for i in $(seq 0 $((CLUSTER - 1))); do wait_http "http://127.0.0.1:$((4391 + i))/readyz" 30; done
+    curl -fsS -o /dev/null -X POST "$ADMIN_URL/tenants" -H "authorization: Bearer $ADMIN_TOKEN" \
+      -H 'content-type: application/json' -d '{"id":"demo"}' 2>/dev/null || true
+    local key
+    key=$(curl -fsS -X POST "$ADMIN_URL/tenants/demo/keys" -H "authorization: Bearer $ADMIN_TOKEN" \
+      -H 'content-type: application/json' -d '{"alg":"HS256"}')
+    SECRET=$(echo "$key" | jq -r .secret)
+    KID=$(echo "$key" | jq -r .kid)
+  fi
+  RAISE=(--raise-limits)
+}
+
+start_node() {
+  local i port n
+  SERVER_PIDS=()
+  URLS=()
+  n=$((CLUSTER > 0 ? CLUSTER : 1))
+  for i in $(seq 0 $((n - 1))); do
+    port=$((4491 + i))
+    (cd "$PEER" && exec env PORT=$port SECRET="$NODE_SECRET" ADMIN_TOKEN="$ADMIN_TOKEN" \
+      REDIS_URL="$([ "$CLUSTER" -gt 0 ] && echo "$REDIS_URL" || true)" \
+      "${SERVER_CPU[@]}" "$NODE" server.mjs >"$RES/.node$i.out" 2>&1) &
+    PIDS+=($!)
+    SERVER_PIDS+=($!)
+    URLS+=("http://127.0.0.1:$port/demo")
+  done
+  for i in $(seq 0 $((n - 1))); do wait_line "$RES/.node$i.out" '^socket.io:' 30; done
+  ADMIN_URL=http://127.0.0.1:4491/v1
+  SECRET=$NODE_SECRET
+  KID=demo-hs256
+  RAISE=()
+}
+
+# ---- the suite: name | loadtest arguments (full) | (quick) ----
+SUITE=(
+  "handshake|handshake --conns 5000|handshake --conns 300"
+  "handshake-ticket|handshake --ticket --conns 2000 --label handshake-ticket|handshake --ticket --conns 200 --label handshake-ticket"
+  "fanout|fanout --conns 2000 --rate 20 --duration 20|fanout --conns 200 --rate 10 --duration 3"
+  "rooms|rooms --conns 5000 --rooms 500 --rate 200 --duration 20|rooms --conns 500 --rooms 50 --rate 50 --duration 3"
+  "churn|churn --conns 1000 --hold-ms 5000 --rate 10 --duration 20|churn --conns 200 --hold-ms 1000 --rate 10 --duration 3"
+  "revocation|revocation --conns 1000 --revocations 200 --rate 20|revocation --conns 100 --revocations 20 --rate 20"
+  "idle|idle --conns 10000 --duration 10|idle --conns 1000 --duration 2"
+  "resume|resume --conns 500 --drop-ms 5000 --rate 20 --duration 20 --drain 5|resume --conns 100 --drop-ms 1000 --rate 10 --duration 3 --drain 1"
+)
+
+FAILED=()
+FILES=()
+IFS=',' read -r -a TARGET_LIST <<<"$TARGETS"
+for entry in "${SUITE[@]}"; do
+  IFS='|' read -r name full quick <<<"$entry"
+  if [ -n "$ONLY" ] && [[ ",$ONLY," != *",$name,"* ]]; then continue; fi
+  args=$full
+  [ "$QUICK" = 1 ] && args=$quick
+  runs=()
+  for target in "${TARGET_LIST[@]}"; do
+    case "$target" in
+      switchboard) start_switchboard ;;
+      node) start_node ;;
+      *) echo "unknown target $target" >&2; exit 2 ;;
+    esac
+    url_args=()
+    for u in "${URLS[@]}"; do url_args+=(--url "$u"); done
+    pid_args=()
+    for p in "${SERVER_PIDS[@]}"; do pid_args+=(--server-pid "$p"); done
+    json=$RES/$name-$target.json
+    log "$name / $target: loadtest $args"
+    # shellcheck disable=SC2086
+    if LOADTEST_SECRET=$SECRET LOADTEST_ADMIN_TOKEN=$ADMIN_TOKEN "${GEN_CPU[@]}" "$LT" $args \
+      --target "$target" "${url_args[@]}" --kid "$KID" "${pid_args[@]}" --admin-url "$ADMIN_URL" \
+      "${RAISE[@]}" --json "$json" --no-progress >"$RES/$name-$target.log" 2>&1; then
+      grep -v '^\[' "$RES/$name-$target.log" >&2 || true
+      runs+=("$json")
+      FILES+=("$json")
+    else
+      log "$name / $target FAILED (see $RES/$name-$target.log)"
+      tail -5 "$RES/$name-$target.log" >&2 || true
+      FAILED+=("$name/$target")
+    fi
+    cleanup_servers
+  done
+  if [ "${#runs[@]}" -gt 0 ] && [ "$name" != idle ]; then
+    "$LT" plot "${runs[@]}" --out "$RES/$name.svg" >/dev/null 2>&1 || log "no plot for $name"
+  fi
+done
+rm -f "$RES"/.*.out "$RES"/.*.err
+
+if [ "${#FILES[@]}" -gt 0 ]; then
+  "$LT" compare "${FILES[@]}" --machine "$RES/machine.json" --json "$RES/summary.json" \
+    --markdown "$RES/summary.md" >&2
+else
+  jq '{machine: ., rows: []}' "$RES/machine.json" >"$RES/summary.json"
+fi
+if [ "${#FAILED[@]}" -gt 0 ]; then
+  log "failed: ${FAILED[*]}"
+  jq --argjson failed "$(printf '%s\n' "${FAILED[@]}" | jq -R . | jq -s .)" '. + {failed: $failed}' \
+    "$RES/summary.json" >"$RES/summary.json.tmp" 2>/dev/null && mv "$RES/summary.json.tmp" "$RES/summary.json"
+fi
+echo "$RES/summary.json"
+[ "${#FAILED[@]}" -eq 0 ]

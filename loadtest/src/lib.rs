@@ -1,0 +1,16 @@
+//! Switchboard's load generator: a lean Socket.IO v4 client over WebSocket, the bundled
+//! scenarios of SPEC §8, and the reports that compare Switchboard with the reference Node
+//! Socket.IO server run by the same generator. See `loadtest/README.md`.
+
+pub mod clock;
+pub mod compare;
+pub mod fleet;
+pub mod plot;
+pub mod procmon;
+pub mod pubs;
+pub mod report;
+pub mod scenario;
+pub mod shard;
+pub mod sio;
+pub mod stats;
+pub mod token;

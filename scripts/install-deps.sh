@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs and a fresh Debian machine lacks: Node.js + npm (for
+# the official socket.io-client), a Python venv with python-socketio, and the npm
+# packages of the conformance suite. Idempotent: a machine that has them skips each step.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_install() {
+  if command -v apt-get >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq || true
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@"
+  else
+    echo "install-deps: missing $* and no apt-get to install it" >&2
+    exit 1
+  fi
+}
+
+command -v node >/dev/null 2>&1 || apt_install nodejs
+command -v npm >/dev/null 2>&1 || apt_install npm
+command -v python3 >/dev/null 2>&1 || apt_install python3
+# Tests start their own private servers on free ports; they only need the binaries.
+command -v redis-server >/dev/null 2>&1 || [ -x /usr/sbin/redis-server ] || apt_install redis-server
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || apt_install nats-server
+
+# A private venv: Debian's system Python refuses pip installs (PEP 668).
+VENV=target/py-venv
+if [ ! -x "$VENV/bin/python" ]; then
+  mkdir -p target
+  python3 -m venv "$VENV" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$VENV"; }
+fi
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+  -r conformance/python/requirements.txt -r scripts/requirements-tools.txt
+
+(cd conformance/js && npm ci --no-audit --no-fund --loglevel=error)

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test: formatting, lints, the Rust unit and integration tests, and the
+# conformance suites that drive the real binary with the official JS and Python
+# Socket.IO clients. Installs what is missing first (scripts/install-deps.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+
+echo "== cargo fmt"
+cargo fmt --all --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo build --locked -p switchboard
+cargo test --workspace --locked
+echo "== conformance (socket.io-client, python-socketio)"
+PATH="$PWD/target/py-venv/bin:$PATH" SWITCHBOARD_BIN="$PWD/target/debug/switchboard" conformance/run.sh
+echo "== admin API fuzzing against its OpenAPI document (schemathesis)"
+SWITCHBOARD_BIN="$PWD/target/debug/switchboard" scripts/schemathesis.sh
+echo "== all tests passed"

@@ -1,0 +1,194 @@
+//! `/v1/tenants` and `/v1/tenants/{t}`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use bus::Control;
+use http::StatusCode;
+use policy::{TenantPolicy, validate_tenant_id};
+use problem::Problem;
+use serde::{Deserialize, Serialize};
+use state::Tenant;
+use utoipa::ToSchema;
+
+use crate::AdminState;
+use crate::auth::{AdminOnly, TenantAccess};
+use crate::extract::Body;
+use crate::openapi::PolicyDoc;
+use crate::util::{check_name, invalid, notify, now_s, rfc3339, store_err};
+
+/// A tenant.
+#[derive(Serialize, ToSchema)]
+pub struct TenantOut {
+    #[schema(example = "acme")]
+    pub id: String,
+    #[schema(example = "Acme Inc.")]
+    pub name: String,
+    #[schema(value_type = PolicyDoc)]
+    pub policy: TenantPolicy,
+    /// RFC 3339.
+    #[schema(example = "2026-01-01T00:00:00Z")]
+    pub created_at: String,
+}
+
+impl From<Tenant> for TenantOut {
+    fn from(t: Tenant) -> Self {
+        TenantOut { id: t.id, name: t.name, policy: t.policy, created_at: rfc3339(t.created_at) }
+    }
+}
+
+/// `{"tenants": [...]}`.
+#[derive(Serialize, ToSchema)]
+pub struct TenantList {
+    pub tenants: Vec<TenantOut>,
+}
+
+/// A new tenant.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    /// `[a-z0-9][a-z0-9-]{0,62}`.
+    #[schema(example = "acme", pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
+    pub id: String,
+    /// Defaults to the id.
+    pub name: Option<String>,
+    /// Fields not given take their defaults.
+    #[schema(value_type = Option<PolicyDoc>)]
+    pub policy: Option<serde_json::Value>,
+}
+
+/// A change to a tenant.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchTenant {
+    pub name: Option<String>,
+    /// A JSON merge patch (RFC 7386) of the policy: given fields replace, `null` resets a
+    /// field to its default.
+    #[schema(value_type = Option<Object>)]
+    pub policy: Option<serde_json::Value>,
+}
+
+fn policy_problem(e: policy::PolicyError) -> Problem {
+    invalid(format!("invalid policy: {e}"))
+}
+
+/// Creates a tenant (admin token only).
+#[utoipa::path(
+    post,
+    path = "/v1/tenants",
+    tag = "tenants",
+    request_body = CreateTenant,
+    responses(
+        (status = 201, description = "Created", body = TenantOut),
+        (status = 409, description = "A tenant with this id exists (`conflict`)")
+    )
+)]
+pub async fn create_tenant(
+    State(st): State<AdminState>,
+    _admin: AdminOnly,
+    Body(req): Body<CreateTenant>,
+) -> Result<Response, Problem> {
+    if !validate_tenant_id(&req.id) {
+        return Err(invalid("tenant ids match [a-z0-9][a-z0-9-]{0,62}"));
+    }
+    let name = match req.name {
+        Some(n) => {
+            check_name("name", &n)?;
+            n
+        }
+        None => req.id.clone(),
+    };
+    let policy = match &req.policy {
+        None | Some(serde_json::Value::Null) => TenantPolicy::default(),
+        Some(p @ serde_json::Value::Object(_)) => {
+            TenantPolicy::default().merged(p).map_err(policy_problem)?
+        }
+        Some(_) => return Err(invalid("policy must be an object")),
+    };
+    let t = Tenant { id: req.id, name, policy, created_at: now_s() };
+    st.store.create_tenant(t.clone()).await.map_err(|e| match e {
+        state::StoreError::Conflict => Problem::new("conflict", format!("tenant {} exists", t.id)),
+        e => store_err(e),
+    })?;
+    Ok((StatusCode::CREATED, Json(TenantOut::from(t))).into_response())
+}
+
+/// Lists tenants (admin token only).
+#[utoipa::path(
+    get,
+    path = "/v1/tenants",
+    tag = "tenants",
+    responses((status = 200, description = "Every tenant", body = TenantList))
+)]
+pub async fn list_tenants(
+    State(st): State<AdminState>,
+    _admin: AdminOnly,
+) -> Result<Json<TenantList>, Problem> {
+    let v = st.store.list_tenants().await.map_err(store_err)?;
+    Ok(Json(TenantList { tenants: v.into_iter().map(TenantOut::from).collect() }))
+}
+
+/// A tenant.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{t}",
+    tag = "tenants",
+    params(("t" = String, Path, description = "Tenant id")),
+    responses((status = 200, description = "The tenant", body = TenantOut))
+)]
+pub async fn get_tenant(access: TenantAccess) -> Json<TenantOut> {
+    Json(TenantOut::from(access.tenant))
+}
+
+/// Changes a tenant's name and merges a patch into its policy; edges drop cached copies.
+#[utoipa::path(
+    patch,
+    path = "/v1/tenants/{t}",
+    tag = "tenants",
+    params(("t" = String, Path, description = "Tenant id")),
+    request_body = PatchTenant,
+    responses((status = 200, description = "The tenant as changed", body = TenantOut))
+)]
+pub async fn patch_tenant(
+    State(st): State<AdminState>,
+    access: TenantAccess,
+    Body(req): Body<PatchTenant>,
+) -> Result<Json<TenantOut>, Problem> {
+    let mut t = access.tenant;
+    if let Some(n) = req.name {
+        check_name("name", &n)?;
+        t.name = n;
+    }
+    match &req.policy {
+        None | Some(serde_json::Value::Null) => {}
+        Some(p @ serde_json::Value::Object(_)) => t.policy = t.policy.merged(p).map_err(policy_problem)?,
+        Some(_) => return Err(invalid("policy must be an object (a JSON merge patch)")),
+    }
+    st.store.update_tenant(t.clone()).await.map_err(store_err)?;
+    notify(st.bus.as_ref(), Control::TenantChanged { tenant: t.id.clone() }, "the tenant").await?;
+    Ok(Json(TenantOut::from(t)))
+}
+
+/// Deletes a tenant and everything under it (admin token only); its live sessions end
+/// with `session_end {code: "tenant_deleted"}` on every node.
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{t}",
+    tag = "tenants",
+    params(("t" = String, Path, description = "Tenant id")),
+    responses((status = 204, description = "Deleted"))
+)]
+pub async fn delete_tenant(
+    State(st): State<AdminState>,
+    _admin: AdminOnly,
+    crate::extract::P(t): crate::extract::P<String>,
+) -> Result<StatusCode, Problem> {
+    if !validate_tenant_id(&t) {
+        return Err(invalid("tenant ids match [a-z0-9][a-z0-9-]{0,62}"));
+    }
+    if !st.store.delete_tenant(&t).await.map_err(store_err)? {
+        return Err(Problem::new("not_found", "no such tenant"));
+    }
+    notify(st.bus.as_ref(), Control::TenantDeleted { tenant: t }, "the deletion").await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,217 @@
+//! The receiving end: bus deliveries emitted to local sockets, control messages acted on,
+//! and the bookkeeping both need.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bus::{Control, Message, Payload, Sink};
+use parking_lot::Mutex;
+use serde_json::json;
+use socketioxide::SocketIo;
+use socketioxide::extract::SocketRef;
+use state::StatsDelta;
+
+use crate::Inner;
+use crate::conn::{conn_of, end_session};
+use crate::connect::user_room;
+use crate::events::presence_room;
+
+/// How many local sockets subscribe to each room, so that the bus is told when this node
+/// starts and stops needing a room.
+#[derive(Default)]
+pub struct LocalRooms {
+    map: Mutex<HashMap<(String, String), u32>>,
+}
+
+impl LocalRooms {
+    /// Counts a local subscriber in; true when it is the room's first on this node.
+    pub fn join(&self, tenant: &str, room: &str) -> bool {
+        let mut m = self.map.lock();
+        let n = m.entry((tenant.to_string(), room.to_string())).or_insert(0);
+        *n += 1;
+        *n == 1
+    }
+
+    /// Counts a local subscriber out; true when it was the room's last on this node.
+    pub fn leave(&self, tenant: &str, room: &str) -> bool {
+        let mut m = self.map.lock();
+        let key = (tenant.to_string(), room.to_string());
+        match m.get_mut(&key) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            Some(_) => {
+                m.remove(&key);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn count(&self, tenant: &str, room: &str) -> u32 {
+        self.map.lock().get(&(tenant.to_string(), room.to_string())).copied().unwrap_or(0)
+    }
+}
+
+/// Per-tenant counters, added to the store once a second rather than per message.
+#[derive(Default)]
+pub struct StatsBuffer {
+    map: Mutex<HashMap<String, StatsDelta>>,
+}
+
+impl StatsBuffer {
+    pub fn add(&self, tenant: &str, f: impl FnOnce(&mut StatsDelta)) {
+        let mut m = self.map.lock();
+        match m.get_mut(tenant) {
+            Some(d) => f(d),
+            None => f(m.entry(tenant.to_string()).or_default()),
+        }
+    }
+
+    fn take(&self) -> HashMap<String, StatsDelta> {
+        std::mem::take(&mut *self.map.lock())
+    }
+}
+
+pub fn spawn_stats_flush(inner: Arc<Inner>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            for (tenant, d) in inner.stats.take() {
+                if let Err(e) = inner.store.add_stats(&tenant, d).await {
+                    tracing::debug!(tenant, error = %e, "stats flush failed; counts dropped");
+                }
+            }
+        }
+    });
+}
+
+/// The `meta` argument of a delivered event (SPEC 3.6).
+pub fn event_meta(msg: &Message) -> serde_json::Value {
+    json!({
+        "room": msg.room,
+        "id": msg.id,
+        "offset": msg.offset.to_string(),
+        "from": msg.from,
+        "ts": msg.ts,
+    })
+}
+
+/// The edge's [`Sink`].
+pub struct EdgeSink {
+    pub inner: Arc<Inner>,
+    pub io: SocketIo,
+}
+
+fn ns(tenant: &str) -> String {
+    format!("/{tenant}")
+}
+
+#[async_trait]
+impl Sink for EdgeSink {
+    async fn deliver(&self, msg: Arc<Message>) {
+        self.inner.metrics.bus_received.get_or_create(&telemetry::tenant(&msg.tenant)).inc();
+        let Some(op) = self.io.of(ns(&msg.tenant)) else { return };
+        match &msg.payload {
+            Payload::Event { event, data } => {
+                let meta = event_meta(&msg);
+                let gate = crate::resume::gate_room(&msg.room);
+                let local = self.inner.rooms.count(&msg.tenant, &msg.room);
+                if local == 0 {
+                    return;
+                }
+                // The publisher's own socket, when it is here and did not ask for echo:
+                // broadcasting from it excludes it.
+                let sender = (!msg.echo)
+                    .then(|| msg.origin_conn.as_deref())
+                    .flatten()
+                    .and_then(|id| id.parse().ok())
+                    .and_then(|sid| op.get_socket(sid));
+                let delivered = match &sender {
+                    Some(s) => {
+                        let r = s
+                            .to(msg.room.clone())
+                            .except(gate.clone())
+                            .local()
+                            .emit(event, &(data, &meta))
+                            .await;
+                        r.map(|_| local.saturating_sub(1))
+                    }
+                    None => op
+                        .to(msg.room.clone())
+                        .except(gate.clone())
+                        .local()
+                        .emit(event, &(data, &meta))
+                        .await
+                        .map(|_| local),
+                };
+                // Sockets still replaying this room's history get the event through their
+                // gate, which orders it after the history (see `resume`).
+                let gated = self.io.of(ns(&msg.tenant)).map(|o| o.within(gate).sockets()).unwrap_or_default();
+                for s in gated {
+                    if let Some(c) = conn_of(&s) {
+                        crate::resume::offer(&c, &s, &msg);
+                    }
+                }
+                match delivered {
+                    Ok(n) => {
+                        self.inner
+                            .metrics
+                            .messages_out
+                            .get_or_create(&telemetry::tenant(&msg.tenant))
+                            .inc_by(u64::from(n));
+                        self.inner.stats.add(&msg.tenant, |s| s.messages_out += u64::from(n));
+                    }
+                    Err(e) => tracing::warn!(tenant = msg.tenant, error = %e, "delivery failed"),
+                }
+            }
+            Payload::PresenceJoin { sub, meta } | Payload::PresenceLeave { sub, meta } => {
+                let event = if matches!(msg.payload, Payload::PresenceJoin { .. }) {
+                    "presence:join"
+                } else {
+                    "presence:leave"
+                };
+                let body = json!({"room": msg.room, "sub": sub, "meta": meta});
+                let _ = op.to(presence_room(&msg.room)).local().emit(event, &body).await;
+            }
+        }
+    }
+
+    async fn control(&self, c: Control) {
+        match c {
+            Control::Revoked { tenant, revocation } => {
+                self.inner.tenants.invalidate(&tenant);
+                for s in self.sockets(&tenant) {
+                    let hit = conn_of(&s).is_some_and(|c| revocation.matches(&c.identity.read()));
+                    if hit {
+                        end_session(&self.inner, &s, "token_revoked", "the token was revoked");
+                    }
+                }
+            }
+            Control::Kick { tenant, sub } => {
+                if let Some(op) = self.io.of(ns(&tenant)) {
+                    for s in op.within(user_room(&sub)).sockets() {
+                        end_session(&self.inner, &s, "kicked", "the session was ended by the tenant");
+                    }
+                }
+            }
+            Control::TenantChanged { tenant } => self.inner.tenants.invalidate(&tenant),
+            Control::TenantDeleted { tenant } => {
+                self.inner.tenants.invalidate(&tenant);
+                for s in self.sockets(&tenant) {
+                    end_session(&self.inner, &s, "tenant_deleted", "the tenant was deleted");
+                }
+            }
+        }
+    }
+}
+
+impl EdgeSink {
+    fn sockets(&self, tenant: &str) -> Vec<SocketRef> {
+        self.io.of(ns(tenant)).map(|op| op.sockets()).unwrap_or_default()
+    }
+}

@@ -1,0 +1,367 @@
+//! Client events (SPEC 3.5). Each handler takes its turn (see [`Ordered`]), asks `policy`
+//! whether the socket may do it, does it through the store and the bus, and always
+//! answers the ack: `{ok: true, ...}` or `{ok: false, error: {code, message}}`.
+
+use std::sync::Arc;
+
+use bus::{Payload, Publish};
+use policy::{EventError, Right};
+use serde_json::{Value, json};
+use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+
+use crate::Inner;
+use crate::conn::{Conn, Ordered};
+use crate::connect::now_s;
+
+pub fn register(s: &SocketRef) {
+    s.on("subscribe", on_subscribe);
+    s.on("unsubscribe", on_unsubscribe);
+    s.on("publish", on_publish);
+    s.on("presence", on_presence);
+    s.on("refresh", on_refresh);
+    s.on_fallback(on_unknown);
+}
+
+fn answer(inner: &Inner, conn: &Conn, event: &str, ack: AckSender, r: Result<Value, EventError>) {
+    let body = match r {
+        Ok(mut v) => {
+            if let Some(o) = v.as_object_mut() {
+                o.insert("ok".into(), Value::Bool(true));
+            }
+            v
+        }
+        Err(e) => {
+            inner
+                .metrics
+                .event_errors
+                .get_or_create(&vec![
+                    ("tenant", conn.tenant.clone()),
+                    ("event", event.to_string()),
+                    ("code", e.code().to_string()),
+                ])
+                .inc();
+            json!({"ok": false, "error": {"code": e.code(), "message": e.to_string()}})
+        }
+    };
+    // A client that sent no ack callback gets nothing; that is its choice.
+    let _ = ack.send(&body);
+}
+
+/// The `room` field of a payload, validated.
+fn room_of(d: &Result<Value, impl std::fmt::Debug>) -> Result<&str, EventError> {
+    let r =
+        d.as_ref().ok().and_then(|v| v.get("room")).and_then(Value::as_str).ok_or(EventError::InvalidRoom)?;
+    if policy::validate_room(r) { Ok(r) } else { Err(EventError::InvalidRoom) }
+}
+
+fn allowed(conn: &Conn, room: &str, right: Right) -> Result<(), EventError> {
+    if conn.identity.read().caps.allows(room, right) { Ok(()) } else { Err(EventError::Forbidden) }
+}
+
+/// The socketioxide room of presence watchers of `room`.
+pub fn presence_room(room: &str) -> String {
+    format!("~p:{room}")
+}
+
+async fn on_subscribe(
+    s: SocketRef,
+    State(inner): State<Arc<Inner>>,
+    TryData(d): TryData<Value>,
+    ack: AckSender,
+    o: Ordered,
+) {
+    let Some((conn, _turn)) = o.open_turn().await else { return };
+    let r = subscribe(&inner, &s, &conn, &d).await;
+    answer(&inner, &conn, "subscribe", ack, r);
+}
+
+async fn subscribe(
+    inner: &Arc<Inner>,
+    s: &SocketRef,
+    conn: &Arc<Conn>,
+    d: &Result<Value, impl std::fmt::Debug>,
+) -> Result<Value, EventError> {
+    let room = room_of(d)?;
+    allowed(conn, room, Right::Subscribe)?;
+    if conn.rooms.lock().contains_key(room) {
+        return Ok(json!({}));
+    }
+    // Where this subscription's history starts, read before joining so that every event
+    // delivered live has a later offset.
+    let since = match inner.bus.last_offset(&conn.tenant, room).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(tenant = conn.tenant, error = %e, "subscribe: bus unavailable");
+            return Err(EventError::Unavailable);
+        }
+    };
+    join_room(inner, s, conn, room, since, false).await?;
+    crate::resume::save_session(inner, conn, false).await;
+    Ok(json!({}))
+}
+
+/// Subscribes the socket to `room`: local rooms, bus interest, store subscription and
+/// presence, and a `presence:join` when it is the user's first connection there. With
+/// `gated`, live events wait in the socket's replay buffer until its history is replayed.
+pub async fn join_room(
+    inner: &Arc<Inner>,
+    s: &SocketRef,
+    conn: &Arc<Conn>,
+    room: &str,
+    since: u64,
+    gated: bool,
+) -> Result<(), EventError> {
+    if conn.rooms.lock().insert(room.to_string(), since).is_some() {
+        return Ok(());
+    }
+    let (sub, meta, watches) = {
+        let id = conn.identity.read();
+        (id.sub.clone(), id.meta.clone(), id.caps.allows(room, Right::Presence))
+    };
+    if inner.rooms.join(&conn.tenant, room)
+        && let Err(e) = inner.bus.set_interest(&conn.tenant, room, true).await
+    {
+        tracing::warn!(tenant = conn.tenant, error = %e, "bus interest failed");
+    }
+    if gated {
+        // The gate goes up before the room is joined, so no live event slips past it.
+        crate::resume::begin(conn, s, room);
+    }
+    s.join(room.to_string());
+    if watches {
+        s.join(presence_room(room));
+    }
+    let store = async {
+        inner.store.room_subscribe(&conn.tenant, room, &conn.id).await?;
+        inner.store.presence_join(&conn.tenant, room, &sub, &conn.id, meta.clone()).await
+    };
+    match store.await {
+        Ok(change) => {
+            let policy_max = inner
+                .tenants
+                .get(&conn.tenant)
+                .await
+                .ok()
+                .flatten()
+                .map(|c| c.tenant.policy.presence_events_max_members);
+            if change.user_changed && change.members <= u64::from(policy_max.unwrap_or(0)) {
+                let p = Publish {
+                    tenant: conn.tenant.clone(),
+                    room: room.to_string(),
+                    payload: Payload::PresenceJoin { sub, meta },
+                    from: None,
+                    origin_conn: None,
+                    echo: true,
+                };
+                let _ = inner.bus.publish(p).await;
+            }
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(tenant = conn.tenant, error = %e, "subscribe: store failed");
+            // Undo the local half so that a retry starts clean.
+            conn.rooms.lock().remove(room);
+            leave_local(inner, s, conn, room).await;
+            Err(EventError::Unavailable)
+        }
+    }
+}
+
+async fn leave_local(inner: &Arc<Inner>, s: &SocketRef, conn: &Conn, room: &str) {
+    s.leave(room.to_string());
+    s.leave(presence_room(room));
+    crate::resume::abandon(conn, s, room);
+    if inner.rooms.leave(&conn.tenant, room)
+        && let Err(e) = inner.bus.set_interest(&conn.tenant, room, false).await
+    {
+        tracing::warn!(tenant = conn.tenant, error = %e, "bus interest failed");
+    }
+}
+
+/// Leaves a room the socket had subscribed to: local rooms, store presence, and a
+/// `presence:leave` when it was the user's last connection there.
+pub async fn leave_room(inner: &Arc<Inner>, s: &SocketRef, conn: &Conn, room: &str) {
+    leave_local(inner, s, conn, room).await;
+    let (sub, meta) = {
+        let id = conn.identity.read();
+        (id.sub.clone(), id.meta.clone())
+    };
+    let _ = inner.store.room_unsubscribe(&conn.tenant, room, &conn.id).await;
+    match inner.store.presence_leave(&conn.tenant, room, &sub, &conn.id).await {
+        Ok(change) if change.user_changed => {
+            let max = inner
+                .tenants
+                .get(&conn.tenant)
+                .await
+                .ok()
+                .flatten()
+                .map(|c| c.tenant.policy.presence_events_max_members);
+            // The member count before this leave decides, as it did for the join.
+            if change.members < u64::from(max.unwrap_or(0)) {
+                let p = Publish {
+                    tenant: conn.tenant.clone(),
+                    room: room.to_string(),
+                    payload: Payload::PresenceLeave { sub, meta },
+                    from: None,
+                    origin_conn: None,
+                    echo: true,
+                };
+                let _ = inner.bus.publish(p).await;
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(tenant = conn.tenant, error = %e, "presence leave failed"),
+    }
+}
+
+async fn on_unsubscribe(
+    s: SocketRef,
+    State(inner): State<Arc<Inner>>,
+    TryData(d): TryData<Value>,
+    ack: AckSender,
+    o: Ordered,
+) {
+    let Some((conn, _turn)) = o.open_turn().await else { return };
+    let r = async {
+        let room = room_of(&d)?;
+        let was = conn.rooms.lock().remove(room).is_some();
+        if was {
+            leave_room(&inner, &s, &conn, room).await;
+            crate::resume::save_session(&inner, &conn, false).await;
+        }
+        Ok(json!({}))
+    }
+    .await;
+    answer(&inner, &conn, "unsubscribe", ack, r);
+}
+
+/// Counts serialised bytes without building them.
+struct Counter(usize);
+impl std::io::Write for Counter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0 += b.len();
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn on_publish(State(inner): State<Arc<Inner>>, TryData(d): TryData<Value>, ack: AckSender, o: Ordered) {
+    let Some((conn, _turn)) = o.open_turn().await else { return };
+    let r = publish(&inner, &conn, d).await;
+    answer(&inner, &conn, "publish", ack, r);
+}
+
+async fn publish(
+    inner: &Arc<Inner>,
+    conn: &Conn,
+    d: Result<Value, impl std::fmt::Debug>,
+) -> Result<Value, EventError> {
+    let room = room_of(&d)?.to_string();
+    let Ok(Value::Object(mut body)) = d else { return Err(EventError::InvalidRoom) };
+    let event = match body.get("event") {
+        Some(Value::String(e)) if policy::validate_event(e) => e.clone(),
+        _ => return Err(EventError::InvalidEvent),
+    };
+    allowed(conn, &room, Right::Publish)?;
+    let ctx = inner
+        .tenants
+        .get(&conn.tenant)
+        .await
+        .map_err(|_| EventError::Unavailable)?
+        .ok_or(EventError::Unavailable)?;
+    let pol = &ctx.tenant.policy;
+    let data = body.remove("data").unwrap_or(Value::Null);
+    let mut size = Counter(0);
+    if serde_json::to_writer(&mut size, &data).is_err() || size.0 > pol.max_message_bytes {
+        return Err(EventError::PayloadTooLarge);
+    }
+    if !conn.bucket.lock().try_take(pol.publish_rate_per_second, bus::now_ms() as u64) {
+        return Err(EventError::RateLimited);
+    }
+    let echo = body.get("echo").and_then(Value::as_bool).unwrap_or(false);
+    let from = conn.identity.read().sub.clone();
+    let p = Publish {
+        tenant: conn.tenant.clone(),
+        room,
+        payload: Payload::Event { event, data },
+        from: Some(from),
+        origin_conn: Some(conn.id.clone()),
+        echo,
+    };
+    let out = inner.bus.publish(p).await.map_err(|_| EventError::Unavailable)?;
+    inner.metrics.messages_in.get_or_create(&telemetry::tenant(&conn.tenant)).inc();
+    inner.stats.add(&conn.tenant, |s| s.messages_in += 1);
+    Ok(json!({"id": out.id, "offset": out.offset.to_string()}))
+}
+
+async fn on_presence(
+    State(inner): State<Arc<Inner>>,
+    TryData(d): TryData<Value>,
+    ack: AckSender,
+    o: Ordered,
+) {
+    let Some((conn, _turn)) = o.open_turn().await else { return };
+    let r = async {
+        let room = room_of(&d)?;
+        allowed(&conn, room, Right::Presence)?;
+        let members = inner.store.presence(&conn.tenant, room).await.map_err(|_| EventError::Unavailable)?;
+        Ok(json!({"members": members}))
+    }
+    .await;
+    answer(&inner, &conn, "presence", ack, r);
+}
+
+async fn on_refresh(State(inner): State<Arc<Inner>>, TryData(d): TryData<Value>, ack: AckSender, o: Ordered) {
+    let Some((conn, _turn)) = o.open_turn().await else { return };
+    let r = async {
+        let token = d
+            .as_ref()
+            .ok()
+            .and_then(|v| v.get("token"))
+            .and_then(Value::as_str)
+            .ok_or(EventError::InvalidToken)?;
+        let ctx = inner
+            .tenants
+            .get(&conn.tenant)
+            .await
+            .map_err(|_| EventError::Unavailable)?
+            .ok_or(EventError::Unavailable)?;
+        let fresh = policy::verify_token(
+            token,
+            &conn.tenant,
+            &ctx.ring,
+            &ctx.tenant.policy,
+            policy::CredentialSource::Auth,
+            now_s(),
+        )?;
+        if fresh.sub != conn.identity.read().sub {
+            return Err(EventError::InvalidToken);
+        }
+        if ctx.revocations.iter().any(|r| r.matches(&fresh)) {
+            return Err(EventError::TokenRevoked);
+        }
+        let exp = fresh.exp;
+        let old = {
+            let mut id = conn.identity.write();
+            let old = id.exp;
+            // The socket keeps its source; the new token brings new `exp`, `caps`, `meta`.
+            let source = id.source;
+            *id = policy::Identity { source, ..fresh };
+            old
+        };
+        let ns = format!("/{}", conn.tenant);
+        inner.expiry.cancel(old, &ns, conn.sid);
+        inner.expiry.schedule(exp, &ns, conn.sid);
+        Ok(json!({"exp": exp}))
+    }
+    .await;
+    answer(&inner, &conn, "refresh", ack, r);
+}
+
+/// Unknown events get an error ack (when they asked for one) and change nothing.
+async fn on_unknown(State(inner): State<Arc<Inner>>, ack: AckSender, o: Ordered) {
+    let Some((conn, _turn)) = o.open_turn().await else { return };
+    answer(&inner, &conn, "unknown", ack, Err(EventError::InvalidEvent));
+}

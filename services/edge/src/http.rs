@@ -1,0 +1,143 @@
+//! The edge's HTTP endpoints (SPEC §4): tickets, health, readiness, metrics, and CORS.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use policy::Refusal;
+use problem::Problem;
+use state::{TicketGrant, random_token};
+
+use crate::Inner;
+use crate::connect::now_s;
+
+pub fn router(inner: Arc<Inner>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/tickets", post(issue_ticket))
+        .layer(middleware::from_fn_with_state(inner.clone(), cors))
+        .with_state(inner)
+}
+
+async fn readyz(State(inner): State<Arc<Inner>>) -> Response {
+    if inner.draining.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response();
+    }
+    if let Err(e) = inner.store.ping().await {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("state store: {e}")).into_response();
+    }
+    if let Err(e) = inner.bus.ping().await {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("bus: {e}")).into_response();
+    }
+    "ready".into_response()
+}
+
+async fn metrics(State(inner): State<Arc<Inner>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        inner.metrics.encode(),
+    )
+        .into_response()
+}
+
+fn refusal(r: Refusal) -> Problem {
+    Problem::new(r.code(), r.to_string())
+}
+
+/// `POST /v1/tickets` with `Authorization: Bearer <client token>` → `201 {ticket, expires_in}`.
+async fn issue_ticket(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> Result<Response, Problem> {
+    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let req = policy::HandshakeRequest { authorization: auth, ..Default::default() };
+    let token = match policy::find_credential(&policy::TenantPolicy::default(), &req) {
+        Ok(policy::Credential::Token { token, .. }) => token.into_owned(),
+        _ => return Err(refusal(Refusal::MissingCredentials)),
+    };
+    let tenant = policy::token_audience(&token).ok_or(refusal(Refusal::InvalidToken))?;
+    if !policy::validate_tenant_id(&tenant) {
+        return Err(refusal(Refusal::InvalidToken));
+    }
+    let kid = policy::token_kid(&token);
+    let ctx = inner
+        .tenants
+        .get_for_kid(&tenant, kid.as_deref())
+        .await
+        .map_err(|_| refusal(Refusal::Unavailable))?
+        .ok_or(refusal(Refusal::InvalidToken))?;
+    let pol = &ctx.tenant.policy;
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    policy::check_origin(pol, origin).map_err(refusal)?;
+    if !pol.allows_source(policy::CredentialSource::Ticket) {
+        return Err(refusal(Refusal::CredentialSourceDisabled));
+    }
+    let id = policy::verify_token(&token, &tenant, &ctx.ring, pol, policy::CredentialSource::Header, now_s())
+        .map_err(refusal)?;
+    if ctx.revocations.iter().any(|r| r.matches(&id)) {
+        return Err(refusal(Refusal::TokenRevoked));
+    }
+    let ticket = random_token(32);
+    let grant =
+        TicketGrant { sub: id.sub, caps: id.caps, meta: id.meta, exp: id.exp, jti: id.jti, iat: id.iat };
+    inner
+        .store
+        .put_ticket(&tenant, &ticket, grant, pol.ticket_ttl_seconds)
+        .await
+        .map_err(|_| refusal(Refusal::Unavailable))?;
+    let mut r = (
+        StatusCode::CREATED,
+        Json(serde_json::json!({"ticket": ticket, "expires_in": pol.ticket_ttl_seconds})),
+    )
+        .into_response();
+    if let Some(o) = origin {
+        allow_origin(r.headers_mut(), o, policy::origin_explicitly_allowed(pol, o));
+    }
+    Ok(r)
+}
+
+fn allow_origin(h: &mut HeaderMap, origin: &str, credentials: bool) {
+    if let Ok(v) = HeaderValue::from_str(origin) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+        h.append(header::VARY, HeaderValue::from_static("Origin"));
+        if credentials {
+            h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+        }
+    }
+}
+
+/// CORS. Preflights are answered before the tenant is known (SPEC §4): any Origin, the
+/// methods used, `authorization`, `content-type` and every tenant's
+/// `cors_allowed_headers`. The Origin itself is enforced at CONNECT and on the ticket
+/// request. Socket.IO polling answers echo the Origin with credentials, so that browsers
+/// can read them; whether that origin may connect is decided at CONNECT.
+async fn cors(State(inner): State<Arc<Inner>>, req: Request, next: Next) -> Response {
+    let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let is_preflight =
+        req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    if is_preflight {
+        let mut allowed = vec!["authorization".to_string(), "content-type".to_string()];
+        allowed.extend(inner.tenants.cors_headers().await);
+        let mut r = StatusCode::NO_CONTENT.into_response();
+        let h = r.headers_mut();
+        if let Some(o) = &origin {
+            allow_origin(h, o, true);
+        }
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, OPTIONS"));
+        if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
+            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, v);
+        }
+        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        return r;
+    }
+    let is_socketio = req.uri().path().starts_with("/socket.io");
+    let mut r = next.run(req).await;
+    if is_socketio && let Some(o) = origin {
+        allow_origin(r.headers_mut(), &o, true);
+    }
+    r
+}

@@ -1,0 +1,157 @@
+//! The edge: the only crate that speaks Socket.IO.
+//!
+//! It hosts socketioxide inside axum: tenants are the dynamic namespaces `/{tenant}`,
+//! every handshake is decided by `policy` (through [`connect`]), client events are
+//! checked by `policy` and carried out through the `state` store and the `bus`, and bus
+//! deliveries are emitted to local sockets. It also serves `/v1/tickets`, `/healthz`,
+//! `/readyz` and `/metrics`. It holds no state that cannot be rebuilt from the store and
+//! the bus: the tenant cache and the per-socket state die with the process.
+
+mod conn;
+mod connect;
+mod deliver;
+mod events;
+mod expiry;
+mod http;
+mod jwks;
+mod limits;
+mod resume;
+mod tenants;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bus::Bus;
+use socketioxide::SocketIo;
+use socketioxide::handler::ConnectHandler;
+use state::Store;
+use telemetry::Metrics;
+
+pub use conn::Conn;
+
+/// How one edge node runs.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// This node's id in logs, metrics and the bus.
+    pub node_id: String,
+    /// Largest Engine.IO packet accepted, in bytes; tenants' `max_message_bytes` apply
+    /// below it.
+    pub max_payload_bytes: u64,
+    /// How long a cached tenant (policy, keys, revocations) is used before it is read
+    /// again when no change notice arrived.
+    pub tenant_cache_ttl: Duration,
+    /// Handshakes per second one client IP may start (burst of the same size); 0: no limit.
+    pub handshake_rate_per_ip: u32,
+    /// Handshakes per second one tenant may receive on this node; 0: no limit.
+    pub handshake_rate_per_tenant: u32,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        EdgeConfig {
+            node_id: "edge".into(),
+            max_payload_bytes: 1024 * 1024,
+            tenant_cache_ttl: Duration::from_secs(10),
+            handshake_rate_per_ip: 200,
+            handshake_rate_per_tenant: 5_000,
+        }
+    }
+}
+
+/// Shared by every handler of one edge.
+pub(crate) struct Inner {
+    pub cfg: EdgeConfig,
+    pub store: Arc<dyn Store>,
+    pub bus: Arc<dyn Bus>,
+    pub metrics: Arc<Metrics>,
+    pub tenants: tenants::TenantCache,
+    pub expiry: expiry::ExpiryQueue,
+    pub rooms: deliver::LocalRooms,
+    pub stats: deliver::StatsBuffer,
+    pub limits: limits::HandshakeLimits,
+    pub draining: AtomicBool,
+}
+
+/// A running edge's handle: used to drain it and to read its Socket.IO server.
+#[derive(Clone)]
+pub struct Edge {
+    inner: Arc<Inner>,
+    io: SocketIo,
+}
+
+impl Edge {
+    /// Builds the edge and its axum router. Background tasks (expiry, stats flush) are
+    /// spawned on the current Tokio runtime.
+    pub fn new(
+        cfg: EdgeConfig,
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        metrics: Arc<Metrics>,
+    ) -> (Edge, axum::Router) {
+        let inner = Arc::new(Inner {
+            tenants: tenants::TenantCache::new(store.clone(), cfg.tenant_cache_ttl),
+            limits: limits::HandshakeLimits::new(cfg.handshake_rate_per_ip, cfg.handshake_rate_per_tenant),
+            cfg,
+            store,
+            bus: bus.clone(),
+            metrics,
+            expiry: expiry::ExpiryQueue::default(),
+            rooms: deliver::LocalRooms::default(),
+            stats: deliver::StatsBuffer::default(),
+            draining: AtomicBool::new(false),
+        });
+        let (layer, io) = SocketIo::builder()
+            .with_state(inner.clone())
+            .max_payload(inner.cfg.max_payload_bytes)
+            .ws_max_message_size(inner.cfg.max_payload_bytes as usize)
+            .ws_max_frame_size(inner.cfg.max_payload_bytes as usize)
+            .max_buffer_size(1024)
+            .ws_read_buffer_size(1024)
+            .build_layer();
+        // The pattern is a constant, so inserting it cannot fail.
+        // Every namespace is answered with a SPEC code: `/{tenant}` is decided by policy;
+        // anything else (the root, nested paths) is `unknown_tenant`.
+        let patterns = [
+            io.dyn_ns("/{tenant}", connect::on_connect.with(connect::authorize)),
+            io.dyn_ns("/{tenant}/{*rest}", connect::never.with(connect::not_a_tenant)),
+            io.dyn_ns("/{tenant}/", connect::never.with(connect::not_a_tenant)),
+        ];
+        for r in patterns {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "registering a namespace pattern failed");
+            }
+        }
+        io.ns("/", connect::never.with(connect::not_a_tenant));
+        bus.attach(Arc::new(deliver::EdgeSink { inner: inner.clone(), io: io.clone() }));
+        expiry::spawn(inner.clone(), io.clone());
+        deliver::spawn_stats_flush(inner.clone());
+        let router = http::router(inner.clone()).layer(layer);
+        (Edge { inner, io }, router)
+    }
+
+    /// Stops taking connections and answers `/readyz` with 503.
+    pub fn start_draining(&self) {
+        self.inner.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Ends every socket with `session_end {code: "draining"}`, in batches spread over
+    /// `period`, so that clients reconnect elsewhere without a thundering herd.
+    pub async fn drain(&self, period: Duration) {
+        self.start_draining();
+        let sockets: Vec<_> = self.io.nsps().into_iter().flat_map(|ns| ns.sockets()).collect();
+        let batches = 10usize;
+        let per = sockets.len().div_ceil(batches).max(1);
+        for chunk in sockets.chunks(per) {
+            for s in chunk {
+                conn::end_session(&self.inner, s, "draining", "the node is shutting down; reconnect");
+            }
+            tokio::time::sleep(period / batches as u32).await;
+        }
+    }
+
+    /// Open sockets on this node.
+    pub fn connections(&self) -> usize {
+        self.io.nsps().into_iter().map(|ns| ns.sockets().len()).sum()
+    }
+}

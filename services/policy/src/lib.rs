@@ -1,0 +1,36 @@
+//! The shared policy module: every decision about who may connect and what a socket may
+//! do is made here, and nowhere else.
+//!
+//! It turns the raw parts of a handshake (auth payload, headers, cookie, query) into a
+//! verified [`Identity`] with [`Caps`], checks origins, validates tenant, room and event
+//! names, matches revocations and meters publishes. It is pure logic: it does no IO, reads
+//! no clock (callers pass `now`), and holds no global state, so every rule is tested
+//! without servers. It does not store anything (that is `state`) and does not speak
+//! Socket.IO (that is `edge`).
+
+mod caps;
+mod error;
+mod handshake;
+mod names;
+mod rate;
+mod revocation;
+mod tenant;
+mod token;
+
+pub use caps::{Caps, CapsError, Right, Rights};
+pub use error::{EventError, Refusal};
+pub use handshake::{
+    Credential, CredentialSource, HandshakeRequest, check_origin, find_credential, origin_explicitly_allowed,
+};
+pub use names::{MAX_EVENT_BYTES, MAX_ROOM_BYTES, validate_event, validate_room, validate_tenant_id};
+pub use rate::TokenBucket;
+pub use revocation::{Revocation, RevocationRule};
+pub use tenant::{MAX_MESSAGE_BYTES_LIMIT, PolicyError, TenantPolicy};
+pub use token::{
+    Claims, Identity, KeyError, KeyMaterial, KeyRecord, KeyRing, MAX_META_BYTES, MAX_PEM_BYTES,
+    MAX_TOKEN_BYTES, Secret, TIME_LEEWAY_SECONDS, check_meta, decoding_key, mint_hmac, parse_algorithm,
+    token_audience, token_kid, verify_token,
+};
+
+/// Re-exported so that callers name algorithms with the same type the verifier uses.
+pub use jsonwebtoken::Algorithm;

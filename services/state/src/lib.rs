@@ -1,0 +1,146 @@
+//! Store traits for what the cluster shares — tenants, keys, API keys, tickets,
+//! revocations, connections, presence and stats — with an in-memory implementation.
+//!
+//! Edges keep no state that cannot be rebuilt from here (and the bus). The in-memory
+//! store serves `switchboard dev` and a single node; a Redis implementation of the same
+//! trait ([`RedisStore`]) makes any number of nodes one service. This crate decides
+//! nothing: what a record means is `policy`'s business.
+
+mod memory;
+mod model;
+mod redis;
+mod session;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+use async_trait::async_trait;
+
+pub use memory::MemoryStore;
+pub use model::{
+    ApiKeyRecord, ConnRecord, Member, PresenceChange, Stats, StatsDelta, Tenant, TicketGrant, hash_secret,
+    random_token,
+};
+pub use policy::{KeyRecord, Revocation};
+pub use redis::{RedisOptions, RedisStore};
+pub use session::SessionRecord;
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The record exists already (create conflicts).
+    #[error("already exists")]
+    Conflict,
+    /// The tenant (or parent record) does not exist.
+    #[error("not found")]
+    NotFound,
+    /// The backing store cannot be reached; nothing was written.
+    #[error("state store unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl StoreError {
+    /// The SPEC code this error surfaces as.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::Conflict => "conflict",
+            StoreError::NotFound => "not_found",
+            StoreError::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Everything the cluster shares. Every method is one atomic operation on the backing
+/// store: a failure leaves nothing half-written.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Whether the backing store answers (for `/readyz`).
+    async fn ping(&self) -> Result<()>;
+
+    // Tenants.
+    async fn create_tenant(&self, t: Tenant) -> Result<()>;
+    async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>>;
+    async fn list_tenants(&self) -> Result<Vec<Tenant>>;
+    /// Replaces an existing tenant; `NotFound` when it does not exist.
+    async fn update_tenant(&self, t: Tenant) -> Result<()>;
+    /// Deletes the tenant and everything under it; false when it did not exist.
+    async fn delete_tenant(&self, id: &str) -> Result<bool>;
+
+    // Signing keys (verifying material).
+    async fn add_key(&self, tenant: &str, key: KeyRecord) -> Result<()>;
+    async fn list_keys(&self, tenant: &str) -> Result<Vec<KeyRecord>>;
+    async fn delete_key(&self, tenant: &str, kid: &str) -> Result<bool>;
+
+    // Tenant API keys, stored by the hash of the key.
+    async fn add_api_key(&self, tenant: &str, key: ApiKeyRecord) -> Result<()>;
+    async fn list_api_keys(&self, tenant: &str) -> Result<Vec<ApiKeyRecord>>;
+    /// The tenant and record whose key hashes to `hash`.
+    async fn find_api_key(&self, hash: &str) -> Result<Option<(String, ApiKeyRecord)>>;
+    async fn delete_api_key(&self, tenant: &str, id: &str) -> Result<bool>;
+
+    // Tickets: single use, consumed atomically.
+    async fn put_ticket(
+        &self,
+        tenant: &str,
+        ticket: &str,
+        grant: TicketGrant,
+        ttl_seconds: u64,
+    ) -> Result<()>;
+    /// Takes the ticket if it exists and has not expired; no second caller ever gets it.
+    async fn take_ticket(&self, tenant: &str, ticket: &str) -> Result<Option<TicketGrant>>;
+
+    // Revocations.
+    async fn add_revocation(&self, tenant: &str, r: Revocation) -> Result<()>;
+    /// Unexpired revocations of the tenant.
+    async fn list_revocations(&self, tenant: &str) -> Result<Vec<Revocation>>;
+    async fn delete_revocation(&self, tenant: &str, id: &str) -> Result<bool>;
+
+    // Connections, for limits, listings and kicks across nodes.
+    /// Registers a connection unless it would exceed `max_total` for the tenant or
+    /// `max_per_user` for its `sub`; returns whether it was registered.
+    async fn open_connection(
+        &self,
+        tenant: &str,
+        c: ConnRecord,
+        max_total: u64,
+        max_per_user: u32,
+    ) -> Result<bool>;
+    async fn close_connection(&self, tenant: &str, conn_id: &str) -> Result<()>;
+    async fn list_connections(&self, tenant: &str, sub: Option<&str>) -> Result<Vec<ConnRecord>>;
+
+    // Presence: members of a room, one entry per `sub` with its connection count.
+    async fn presence_join(
+        &self,
+        tenant: &str,
+        room: &str,
+        sub: &str,
+        conn_id: &str,
+        meta: Option<serde_json::Value>,
+    ) -> Result<PresenceChange>;
+    async fn presence_leave(
+        &self,
+        tenant: &str,
+        room: &str,
+        sub: &str,
+        conn_id: &str,
+    ) -> Result<PresenceChange>;
+    async fn presence(&self, tenant: &str, room: &str) -> Result<Vec<Member>>;
+    /// Rooms of the tenant with at least one subscriber, and how many.
+    async fn rooms(&self, tenant: &str) -> Result<Vec<(String, u64)>>;
+    async fn room_subscribe(&self, tenant: &str, room: &str, conn_id: &str) -> Result<()>;
+    async fn room_unsubscribe(&self, tenant: &str, room: &str, conn_id: &str) -> Result<()>;
+
+    // Stats.
+    async fn add_stats(&self, tenant: &str, d: StatsDelta) -> Result<()>;
+    async fn stats(&self, tenant: &str) -> Result<Stats>;
+
+    // Sessions, for resume on any node.
+    /// Stores a session for `ttl_seconds` (replacing any with the same id).
+    async fn put_session(&self, tenant: &str, s: SessionRecord, ttl_seconds: u64) -> Result<()>;
+    /// The session, if it has not expired.
+    async fn get_session(&self, tenant: &str, id: &str) -> Result<Option<SessionRecord>>;
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,95 @@
+//! The records the store holds.
+
+use policy::{Caps, TenantPolicy};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// A tenant and its policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    pub policy: TenantPolicy,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// A tenant API key; the key itself is never stored, only its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub name: String,
+    pub hash: String,
+    pub created_at: i64,
+}
+
+/// What a ticket grants: the identity it was issued for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TicketGrant {
+    pub sub: String,
+    pub caps: Caps,
+    pub meta: Option<serde_json::Value>,
+    /// When the session it opens ends unless refreshed (unix seconds).
+    pub exp: i64,
+    pub jti: Option<String>,
+    pub iat: Option<i64>,
+}
+
+/// A live connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnRecord {
+    pub id: String,
+    pub sub: String,
+    pub node: String,
+    pub transport: String,
+    /// Unix milliseconds.
+    pub connected_at: i64,
+}
+
+/// A presence member: a user, with how many of its connections are in the room.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    pub sub: String,
+    pub meta: Option<serde_json::Value>,
+    pub connections: u32,
+}
+
+/// Whether a presence change was the user's first connection joining or last leaving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresenceChange {
+    /// True when the user joined (first connection) or left (last connection).
+    pub user_changed: bool,
+    /// Members in the room after the change.
+    pub members: u64,
+}
+
+/// Counters added by a node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsDelta {
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub handshakes_refused: u64,
+}
+
+/// A tenant's counters (SPEC §5 `stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub connections: u64,
+    pub rooms: u64,
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub handshakes_refused: u64,
+}
+
+/// `bytes` random bytes, URL-safe hex: tickets, API keys, secrets, ids.
+pub fn random_token(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// The stored form of a secret the store must recognise but never reveal.
+pub fn hash_secret(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}

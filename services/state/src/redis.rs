@@ -1,0 +1,927 @@
+//! The Redis store: what every node of a cluster shares, on Redis 7+ (standalone or Redis
+//! Cluster), through `fred`.
+//!
+//! Every key of a tenant starts with `sb:{t:<tenant>}:` — the braces are a hash tag, so a
+//! tenant's keys share one cluster slot and each operation is one Lua script (or one
+//! command) on one node: atomic, nothing half-written. Two global keys index what must be
+//! found without knowing the tenant: `sb:tenants` (tenant ids) and `sb:apikeys` (API key
+//! hash → tenant and key id). The tenant's own keys are the truth; the global entries are
+//! hints written before and cleaned after, and every read through them is checked against
+//! the tenant's keys, so an interrupted write never shows.
+//!
+//! Connections, presence and room subscriptions are owned by the node that wrote them. A
+//! node proves it is alive per tenant with `sb:{t:<tenant>}:alive:<node>` (TTL
+//! [`RedisOptions::liveness_ttl`], refreshed every [`RedisOptions::heartbeat_interval`] by a
+//! background task). Every script that reads or counts those records first removes the
+//! records of nodes whose key has expired, so a node killed without a goodbye loses its
+//! members within one liveness TTL. The layout is documented in ARCHITECTURE.md.
+//!
+//! Any Redis failure is [`StoreError::Unavailable`]; commands time out after
+//! [`RedisOptions::command_timeout`], and the client reconnects by itself.
+
+mod lua;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fred::prelude::*;
+use fred::types::scripts::Script;
+use parking_lot::Mutex;
+use policy::Revocation;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::model::{
+    ApiKeyRecord, ConnRecord, Member, PresenceChange, Stats, StatsDelta, Tenant, TicketGrant,
+};
+use crate::{KeyRecord, Result, SessionRecord, Store, StoreError, hash_secret};
+
+/// The global set of tenant ids.
+const TENANTS_KEY: &str = "sb:tenants";
+/// The global API key index: hash of the key → `{"tenant", "id"}`.
+const API_KEYS_KEY: &str = "sb:apikeys";
+/// Longest ticket or session life accepted, so that expiry arithmetic stays exact in Lua.
+const MAX_TTL_SECONDS: u64 = 10 * 365 * 24 * 3600;
+
+/// How a [`RedisStore`] connects and keeps its node alive.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// This node's id: owner of the connection, presence and subscription records it writes.
+    pub node_id: String,
+    /// How long a node's records outlive its last heartbeat.
+    pub liveness_ttl: Duration,
+    /// How often the node refreshes its liveness; well under `liveness_ttl`.
+    pub heartbeat_interval: Duration,
+    /// Longest wait for one Redis call (and for the initial connection).
+    pub command_timeout: Duration,
+    /// Connections to Redis; commands are spread over them round-robin.
+    pub pool_size: usize,
+}
+
+impl RedisOptions {
+    /// The defaults: 15 s liveness refreshed every 5 s, 2 s command timeout, 2 connections.
+    pub fn new(node_id: impl Into<String>) -> RedisOptions {
+        RedisOptions {
+            node_id: node_id.into(),
+            liveness_ttl: Duration::from_secs(15),
+            heartbeat_interval: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(2),
+            pool_size: 2,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(StoreError::Unavailable(format!("invalid redis store options: {m}")));
+        if self.node_id.is_empty() || self.node_id.len() > 256 || self.node_id.chars().any(char::is_control) {
+            return bad("node id must be 1-256 characters without control characters");
+        }
+        if self.liveness_ttl < Duration::from_millis(100) || self.heartbeat_interval.is_zero() {
+            return bad("liveness ttl must be at least 100 ms and the heartbeat interval positive");
+        }
+        if self.heartbeat_interval.saturating_mul(2) > self.liveness_ttl {
+            return bad("the heartbeat interval must be at most half the liveness ttl");
+        }
+        if self.command_timeout.is_zero() || self.pool_size == 0 {
+            return bad("command timeout and pool size must be positive");
+        }
+        Ok(())
+    }
+}
+
+/// One Lua script with its SHA1, loaded on first use (and again after a server restart).
+struct Lua {
+    script: Script,
+    source: String,
+}
+
+impl Lua {
+    fn new(body: &str) -> Lua {
+        Lua::raw(format!("{}\n{}", lua::PRELUDE, body))
+    }
+
+    fn raw(source: String) -> Lua {
+        Lua { script: Script::from_lua(source.clone()), source }
+    }
+}
+
+struct Scripts {
+    delete_tenant: Lua,
+    hset_new: Lua,
+    hvals: Lua,
+    htake: Lua,
+    put_expiring: Lua,
+    get_expiring: Lua,
+    add_revocation: Lua,
+    list_revocations: Lua,
+    delete_revocation: Lua,
+    open_connection: Lua,
+    close_connection: Lua,
+    list_connections: Lua,
+    presence_join: Lua,
+    presence_leave: Lua,
+    presence: Lua,
+    rooms: Lua,
+    room_subscribe: Lua,
+    room_unsubscribe: Lua,
+    add_stats: Lua,
+    stats: Lua,
+    heartbeat: Lua,
+    goodbye: Lua,
+    index_del_if: Lua,
+}
+
+impl Scripts {
+    fn new() -> Scripts {
+        Scripts {
+            delete_tenant: Lua::new(lua::DELETE_TENANT),
+            hset_new: Lua::new(lua::HSET_NEW),
+            hvals: Lua::new(lua::HVALS),
+            htake: Lua::new(lua::HTAKE),
+            put_expiring: Lua::new(lua::PUT_EXPIRING),
+            get_expiring: Lua::new(lua::GET_EXPIRING),
+            add_revocation: Lua::new(&lua::add_revocation()),
+            list_revocations: Lua::new(&lua::list_revocations()),
+            delete_revocation: Lua::new(lua::DELETE_REVOCATION),
+            open_connection: Lua::new(lua::OPEN_CONNECTION),
+            close_connection: Lua::new(lua::CLOSE_CONNECTION),
+            list_connections: Lua::new(lua::LIST_CONNECTIONS),
+            presence_join: Lua::new(lua::PRESENCE_JOIN),
+            presence_leave: Lua::new(lua::PRESENCE_LEAVE),
+            presence: Lua::new(lua::PRESENCE),
+            rooms: Lua::new(lua::ROOMS),
+            room_subscribe: Lua::new(lua::ROOM_SUBSCRIBE),
+            room_unsubscribe: Lua::new(lua::ROOM_UNSUBSCRIBE),
+            add_stats: Lua::new(lua::ADD_STATS),
+            stats: Lua::new(lua::STATS),
+            heartbeat: Lua::new(lua::HEARTBEAT),
+            goodbye: Lua::new(lua::GOODBYE),
+            index_del_if: Lua::raw(lua::INDEX_DEL_IF.to_string()),
+        }
+    }
+}
+
+struct Inner {
+    pool: Pool,
+    opts: RedisOptions,
+    scripts: Scripts,
+    /// Tenants in which this node owns records, so the heartbeat must keep its liveness
+    /// key there fresh; each with the sequence number of the last write that registered
+    /// records in it.
+    active: Mutex<HashMap<String, u64>>,
+    seq: AtomicU64,
+    lapses: watch::Sender<u64>,
+}
+
+/// The Redis [`Store`]. Cheap to share behind an `Arc`; dropping it stops its heartbeat and
+/// closes its connections without a goodbye (its records then expire like a crashed node's).
+pub struct RedisStore {
+    inner: Arc<Inner>,
+    heartbeat: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore").field("node_id", &self.inner.opts.node_id).finish_non_exhaustive()
+    }
+}
+
+/// Maps a Redis failure to `unavailable`. Redis error messages carry no values of ours.
+fn unavailable(e: Error) -> StoreError {
+    StoreError::Unavailable(format!("redis {:?}: {}", e.kind(), e.details()))
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Unavailable(format!("undecodable {what} in redis"))
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|_| StoreError::Unavailable("cannot encode record".into()))
+}
+
+fn from_json<T: DeserializeOwned>(s: &str, what: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|_| corrupt(what))
+}
+
+/// Escapes a tenant id for use inside a key: anything but `[A-Za-z0-9._-]` becomes `%XX`,
+/// so no id can close the hash tag or collide with another's prefix.
+fn escape(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The key prefix of a tenant: `sb:{t:<tenant>}:`.
+fn prefix(tenant: &str) -> String {
+    format!("sb:{{t:{}}}:", escape(tenant))
+}
+
+fn is_missing(v: &Value) -> bool {
+    matches!(v, Value::Integer(-1))
+}
+
+fn int(v: &Value) -> i64 {
+    match v {
+        Value::Integer(i) => *i,
+        Value::String(s) => s.parse().unwrap_or(0),
+        Value::Bytes(b) => std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()).unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn strings(v: Value) -> Result<Vec<String>> {
+    match v {
+        Value::Array(items) => {
+            items.into_iter().map(|i| i.into_string().ok_or_else(|| corrupt("reply"))).collect()
+        }
+        Value::Null => Ok(Vec::new()),
+        _ => Err(corrupt("reply")),
+    }
+}
+
+/// A flat `[field, value, ...]` reply as pairs.
+fn pairs(v: Value) -> Result<Vec<(String, String)>> {
+    let mut flat = strings(v)?.into_iter();
+    let mut out = Vec::new();
+    while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
+fn records<T: DeserializeOwned>(v: Value, what: &str) -> Result<Vec<T>> {
+    strings(v)?.iter().map(|s| from_json(s, what)).collect()
+}
+
+fn ms(d: Duration) -> String {
+    d.as_millis().max(1).to_string()
+}
+
+#[derive(Serialize, serde::Deserialize, PartialEq)]
+struct IndexEntry {
+    tenant: String,
+    id: String,
+}
+
+impl RedisStore {
+    /// Connects with the default [`RedisOptions`]; fails with `unavailable` when Redis does
+    /// not answer within the command timeout. Starts the heartbeat task (needs a Tokio
+    /// runtime).
+    pub async fn connect(url: &str, node_id: &str) -> Result<RedisStore> {
+        RedisStore::connect_with(url, RedisOptions::new(node_id)).await
+    }
+
+    /// Connects with explicit options.
+    pub async fn connect_with(url: &str, opts: RedisOptions) -> Result<RedisStore> {
+        opts.validate()?;
+        // The URL may hold a password: it never goes into an error or a log line.
+        let config = Config::from_url(url)
+            .map_err(|_| {
+                StoreError::Unavailable(
+                    "invalid or unsupported redis url (redis://, redis-cluster://, redis-sentinel://; no TLS in this build)"
+                        .into(),
+                )
+            })?;
+        let timeout = opts.command_timeout;
+        let mut builder = Builder::from_config(config);
+        builder
+            .with_performance_config(|p| {
+                p.default_command_timeout = timeout;
+            })
+            .with_connection_config(|c| {
+                c.connection_timeout = timeout;
+                c.internal_command_timeout = timeout;
+                // A command is written at most once: a script that ran but whose reply was
+                // lost is not run again (a ticket is never taken twice, a counter never
+                // counted twice); the caller sees `unavailable`.
+                c.max_command_attempts = 1;
+                c.unresponsive.max_timeout = Some(timeout.saturating_mul(2));
+                c.unresponsive.interval = (timeout / 2).max(Duration::from_millis(50));
+                c.tcp.nodelay = Some(true);
+            })
+            // Unlimited attempts, 50 ms doubling to 2 s between them.
+            .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2));
+        let pool = builder.build_pool(opts.pool_size).map_err(unavailable)?;
+        match tokio::time::timeout(timeout, pool.init()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                let _ = pool.quit().await;
+                return Err(unavailable(e));
+            }
+            Err(_) => {
+                let _ = pool.quit().await;
+                return Err(StoreError::Unavailable("redis did not answer in time".into()));
+            }
+        }
+        let inner = Arc::new(Inner {
+            pool,
+            opts,
+            scripts: Scripts::new(),
+            active: Mutex::new(HashMap::new()),
+            seq: AtomicU64::new(0),
+            lapses: watch::channel(0).0,
+        });
+        let task = tokio::spawn(heartbeat_loop(Arc::clone(&inner)));
+        Ok(RedisStore { inner, heartbeat: Mutex::new(Some(task)) })
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.inner.opts.node_id
+    }
+
+    /// How often this node refreshes its liveness.
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.inner.opts.heartbeat_interval
+    }
+
+    /// How long this node's records outlive its last heartbeat.
+    pub fn liveness_ttl(&self) -> Duration {
+        self.inner.opts.liveness_ttl
+    }
+
+    /// Counts the times this node found its liveness expired in a tenant where it had
+    /// records (Redis unreachable for longer than the liveness TTL): those records are gone
+    /// or going, and the node should register its live connections again.
+    pub fn lapses(&self) -> watch::Receiver<u64> {
+        self.inner.lapses.subscribe()
+    }
+
+    /// Stops refreshing this node's liveness, as if the process had died: its records
+    /// disappear from every read within the liveness TTL.
+    pub fn stop_heartbeat(&self) {
+        if let Some(task) = self.heartbeat.lock().take() {
+            task.abort();
+        }
+    }
+
+    /// A clean exit: stops the heartbeat and removes every connection, presence and
+    /// subscription record this node owns, at once.
+    pub async fn goodbye(&self) -> Result<()> {
+        self.stop_heartbeat();
+        let tenants: Vec<String> = self.inner.active.lock().drain().map(|(t, _)| t).collect();
+        let mut first_error = None;
+        for t in tenants {
+            let node = self.inner.opts.node_id.clone();
+            if let Err(e) = self.inner.run(&self.inner.scripts.goodbye, &t, vec![node]).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        self.stop_heartbeat();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let pool = self.inner.pool.clone();
+            rt.spawn(async move {
+                let _ = pool.quit().await;
+            });
+        }
+    }
+}
+
+impl Inner {
+    /// Runs a tenant script: `KEYS[1]` is the tenant's record key, `ARGV[1]` its prefix.
+    async fn run(&self, lua: &Lua, tenant: &str, args: Vec<String>) -> Result<Value> {
+        let p = prefix(tenant);
+        let mut argv = Vec::with_capacity(args.len() + 1);
+        argv.push(p.clone());
+        argv.extend(args);
+        self.eval(lua, format!("{p}tenant"), argv).await
+    }
+
+    async fn eval(&self, lua: &Lua, key: String, args: Vec<String>) -> Result<Value> {
+        let client = self.pool.next();
+        let sha = lua.script.sha1().clone();
+        match client.evalsha::<Value, _, _, _>(sha.clone(), key.clone(), args.clone()).await {
+            Err(e) if e.details().starts_with("NOSCRIPT") => {
+                client.script_load_cluster::<(), _>(lua.source.clone()).await.map_err(unavailable)?;
+                client.evalsha(sha, key, args).await.map_err(unavailable)
+            }
+            r => r.map_err(unavailable),
+        }
+    }
+
+    fn node(&self) -> String {
+        self.opts.node_id.clone()
+    }
+
+    fn ttl(&self) -> String {
+        ms(self.opts.liveness_ttl)
+    }
+
+    /// Records that this node owns live records in `tenant`, so the heartbeat keeps them.
+    fn mark_alive(&self, tenant: &str) {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        self.active.lock().insert(tenant.to_string(), seq);
+    }
+
+    async fn beat(&self) {
+        let snapshot: Vec<(String, u64)> =
+            self.active.lock().iter().map(|(t, seq)| (t.clone(), *seq)).collect();
+        let calls =
+            snapshot.iter().map(|(t, _)| self.run(&self.scripts.heartbeat, t, vec![self.node(), self.ttl()]));
+        let results = futures_util::future::join_all(calls).await;
+        let (mut lapsed, mut failed, mut error) = (0, 0, None);
+        let mut active = self.active.lock();
+        for ((tenant, seq), r) in snapshot.into_iter().zip(results) {
+            let code = match r {
+                Ok(v) => int(&v),
+                Err(e) => {
+                    failed += 1;
+                    error.get_or_insert(e);
+                    continue;
+                }
+            };
+            if code == 1 {
+                continue;
+            }
+            // The tenant is gone (-1), or this node's key expired (0: its records are dead
+            // and reaped by the next script there). Unless a write registered records
+            // meanwhile (and so made a new key), stop beating there.
+            if active.get(&tenant) == Some(&seq) {
+                active.remove(&tenant);
+                if code == 0 {
+                    lapsed += 1;
+                }
+            }
+        }
+        drop(active);
+        if let Some(e) = error {
+            tracing::warn!(node = %self.opts.node_id, tenants = failed, error = %e, "state heartbeat failed");
+        }
+        if lapsed > 0 {
+            tracing::warn!(node = %self.opts.node_id, tenants = lapsed, "state liveness lapsed; records of this node expired");
+            self.lapses.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Stores a record of `kind` (tickets, sessions) that expires after `ttl_seconds`.
+    async fn put_expiring(
+        &self,
+        tenant: &str,
+        kind: &str,
+        id: String,
+        value: String,
+        ttl_seconds: u64,
+    ) -> Result<()> {
+        let ttl_ms = ttl_seconds.min(MAX_TTL_SECONDS) * 1000;
+        let v = self
+            .run(&self.scripts.put_expiring, tenant, vec![kind.into(), id, value, ttl_ms.to_string()])
+            .await?;
+        if is_missing(&v) {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// A record of `kind` that has not expired, removed when `take`.
+    async fn get_expiring(&self, tenant: &str, kind: &str, id: String, take: bool) -> Result<Option<String>> {
+        let take = if take { "1" } else { "0" };
+        Ok(self
+            .run(&self.scripts.get_expiring, tenant, vec![kind.into(), id, take.into()])
+            .await?
+            .into_string())
+    }
+
+    /// Removes a global API key index entry if it still points at `(tenant, id)`.
+    async fn unindex_api_key(&self, hash: &str, entry: &IndexEntry) -> Result<()> {
+        let expected = to_json(entry)?;
+        self.eval(&self.scripts.index_del_if, API_KEYS_KEY.into(), vec![hash.to_string(), expected]).await?;
+        Ok(())
+    }
+}
+
+async fn heartbeat_loop(inner: Arc<Inner>) {
+    let mut tick = tokio::time::interval(inner.opts.heartbeat_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        inner.beat().await;
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn ping(&self) -> Result<()> {
+        self.inner.pool.next().ping::<()>(None).await.map_err(unavailable)
+    }
+
+    async fn create_tenant(&self, t: Tenant) -> Result<()> {
+        let json = to_json(&t)?;
+        let pool = &self.inner.pool;
+        // The index first (a hint: ids without a record are skipped), the record, and the
+        // index again, so a concurrent delete cannot leave a live tenant unindexed.
+        pool.sadd::<(), _, _>(TENANTS_KEY, t.id.as_str()).await.map_err(unavailable)?;
+        let set: Option<String> = pool
+            .set(format!("{}tenant", prefix(&t.id)), json, None, Some(SetOptions::NX), false)
+            .await
+            .map_err(unavailable)?;
+        if set.is_none() {
+            return Err(StoreError::Conflict);
+        }
+        // The tenant exists and was indexed above; this only repairs a concurrent delete's
+        // index cleanup, so its failure does not fail the create.
+        if let Err(e) = pool.sadd::<(), _, _>(TENANTS_KEY, t.id.as_str()).await {
+            tracing::warn!(error = %unavailable(e), "tenant index repair failed");
+        }
+        Ok(())
+    }
+
+    async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>> {
+        let v: Option<String> =
+            self.inner.pool.get(format!("{}tenant", prefix(id))).await.map_err(unavailable)?;
+        v.map(|s| from_json(&s, "tenant")).transpose()
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>> {
+        let ids: Vec<String> = self.inner.pool.smembers(TENANTS_KEY).await.map_err(unavailable)?;
+        let found = futures_util::future::join_all(ids.iter().map(|id| self.get_tenant(id))).await;
+        let mut v = Vec::with_capacity(ids.len());
+        for t in found {
+            v.extend(t?);
+        }
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(v)
+    }
+
+    async fn update_tenant(&self, t: Tenant) -> Result<()> {
+        let json = to_json(&t)?;
+        let set: Option<String> = self
+            .inner
+            .pool
+            .set(format!("{}tenant", prefix(&t.id)), json, None, Some(SetOptions::XX), false)
+            .await
+            .map_err(unavailable)?;
+        set.map(|_| ()).ok_or(StoreError::NotFound)
+    }
+
+    async fn delete_tenant(&self, id: &str) -> Result<bool> {
+        let v = self.inner.run(&self.inner.scripts.delete_tenant, id, vec![]).await?;
+        if is_missing(&v) {
+            return Ok(false);
+        }
+        // The tenant is gone: the global entries below are leftovers that every reader
+        // already ignores, so failing to clean them does not fail the delete.
+        let keys: Vec<ApiKeyRecord> = records(v, "api key").unwrap_or_default();
+        for k in keys {
+            let entry = IndexEntry { tenant: id.to_string(), id: k.id };
+            if let Err(e) = self.inner.unindex_api_key(&k.hash, &entry).await {
+                tracing::warn!(error = %e, "api key index cleanup failed");
+            }
+        }
+        let pool = &self.inner.pool;
+        let cleanup = async {
+            pool.srem::<(), _, _>(TENANTS_KEY, id).await?;
+            // Re-created meanwhile? Then it belongs in the index.
+            if pool.exists::<i64, _>(format!("{}tenant", prefix(id))).await? == 1 {
+                pool.sadd::<(), _, _>(TENANTS_KEY, id).await?;
+            }
+            Ok::<(), Error>(())
+        };
+        if let Err(e) = cleanup.await {
+            tracing::warn!(error = %unavailable(e), "tenant index cleanup failed");
+        }
+        Ok(true)
+    }
+
+    async fn add_key(&self, tenant: &str, key: KeyRecord) -> Result<()> {
+        let args = vec!["keys".into(), key.kid.clone(), to_json(&key)?];
+        match int(&self.inner.run(&self.inner.scripts.hset_new, tenant, args).await?) {
+            -1 => Err(StoreError::NotFound),
+            0 => Err(StoreError::Conflict),
+            _ => Ok(()),
+        }
+    }
+
+    async fn list_keys(&self, tenant: &str) -> Result<Vec<KeyRecord>> {
+        let v = self.inner.run(&self.inner.scripts.hvals, tenant, vec!["keys".into()]).await?;
+        if is_missing(&v) {
+            return Err(StoreError::NotFound);
+        }
+        let mut keys: Vec<KeyRecord> = records(v, "key")?;
+        keys.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.kid.cmp(&b.kid)));
+        Ok(keys)
+    }
+
+    async fn delete_key(&self, tenant: &str, kid: &str) -> Result<bool> {
+        let v = self.inner.run(&self.inner.scripts.htake, tenant, vec!["keys".into(), kid.into()]).await?;
+        if is_missing(&v) {
+            return Err(StoreError::NotFound);
+        }
+        Ok(!v.is_null())
+    }
+
+    async fn add_api_key(&self, tenant: &str, key: ApiKeyRecord) -> Result<()> {
+        let entry = IndexEntry { tenant: tenant.to_string(), id: key.id.clone() };
+        let entry_json = to_json(&entry)?;
+        // The index entry first: until the record exists, lookups through it find nothing.
+        self.inner
+            .pool
+            .hset::<(), _, _>(API_KEYS_KEY, (key.hash.as_str(), entry_json))
+            .await
+            .map_err(unavailable)?;
+        let args = vec!["apikeys".into(), key.id.clone(), to_json(&key)?];
+        let result = match int(&self.inner.run(&self.inner.scripts.hset_new, tenant, args).await?) {
+            -1 => Err(StoreError::NotFound),
+            0 => Err(StoreError::Conflict),
+            _ => return Ok(()),
+        };
+        // Not added: drop the entry unless it is the existing record's own.
+        let existing =
+            self.inner.pool.hget::<Option<String>, _, _>(format!("{}apikeys", prefix(tenant)), &key.id).await;
+        let keep = matches!(existing, Ok(Some(ref s)) if from_json::<ApiKeyRecord>(s, "api key").is_ok_and(|r| r.hash == key.hash));
+        if !keep && let Err(e) = self.inner.unindex_api_key(&key.hash, &entry).await {
+            tracing::warn!(error = %e, "api key index cleanup failed");
+        }
+        result
+    }
+
+    async fn list_api_keys(&self, tenant: &str) -> Result<Vec<ApiKeyRecord>> {
+        let v = self.inner.run(&self.inner.scripts.hvals, tenant, vec!["apikeys".into()]).await?;
+        if is_missing(&v) {
+            return Err(StoreError::NotFound);
+        }
+        let mut keys: Vec<ApiKeyRecord> = records(v, "api key")?;
+        keys.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
+        Ok(keys)
+    }
+
+    async fn find_api_key(&self, hash: &str) -> Result<Option<(String, ApiKeyRecord)>> {
+        let pool = &self.inner.pool;
+        let Some(entry) = pool.hget::<Option<String>, _, _>(API_KEYS_KEY, hash).await.map_err(unavailable)?
+        else {
+            return Ok(None);
+        };
+        let entry: IndexEntry = from_json(&entry, "api key index entry")?;
+        let rec: Option<String> =
+            pool.hget(format!("{}apikeys", prefix(&entry.tenant)), &entry.id).await.map_err(unavailable)?;
+        match rec.map(|s| from_json::<ApiKeyRecord>(&s, "api key")).transpose()? {
+            Some(r) if r.hash == hash => Ok(Some((entry.tenant, r))),
+            _ => Ok(None),
+        }
+    }
+
+    async fn delete_api_key(&self, tenant: &str, id: &str) -> Result<bool> {
+        let v = self.inner.run(&self.inner.scripts.htake, tenant, vec!["apikeys".into(), id.into()]).await?;
+        if is_missing(&v) {
+            return Err(StoreError::NotFound);
+        }
+        let Some(json) = v.into_string() else { return Ok(false) };
+        if let Ok(rec) = from_json::<ApiKeyRecord>(&json, "api key") {
+            let entry = IndexEntry { tenant: tenant.to_string(), id: id.to_string() };
+            if let Err(e) = self.inner.unindex_api_key(&rec.hash, &entry).await {
+                tracing::warn!(error = %e, "api key index cleanup failed");
+            }
+        }
+        Ok(true)
+    }
+
+    async fn put_ticket(
+        &self,
+        tenant: &str,
+        ticket: &str,
+        grant: TicketGrant,
+        ttl_seconds: u64,
+    ) -> Result<()> {
+        self.inner.put_expiring(tenant, "tickets", hash_secret(ticket), to_json(&grant)?, ttl_seconds).await
+    }
+
+    async fn take_ticket(&self, tenant: &str, ticket: &str) -> Result<Option<TicketGrant>> {
+        let v = self.inner.get_expiring(tenant, "tickets", hash_secret(ticket), true).await?;
+        v.map(|s| from_json(&s, "ticket")).transpose()
+    }
+
+    async fn add_revocation(&self, tenant: &str, r: Revocation) -> Result<()> {
+        let args = vec![r.id.clone(), to_json(&r)?, r.expires_at.to_string()];
+        let v = self.inner.run(&self.inner.scripts.add_revocation, tenant, args).await?;
+        if is_missing(&v) {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn list_revocations(&self, tenant: &str) -> Result<Vec<Revocation>> {
+        let v = self.inner.run(&self.inner.scripts.list_revocations, tenant, vec![]).await?;
+        if is_missing(&v) {
+            return Err(StoreError::NotFound);
+        }
+        let mut list: Vec<Revocation> = records(v, "revocation")?;
+        list.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
+        Ok(list)
+    }
+
+    async fn delete_revocation(&self, tenant: &str, id: &str) -> Result<bool> {
+        match int(&self.inner.run(&self.inner.scripts.delete_revocation, tenant, vec![id.into()]).await?) {
+            -1 => Err(StoreError::NotFound),
+            n => Ok(n > 0),
+        }
+    }
+
+    async fn open_connection(
+        &self,
+        tenant: &str,
+        c: ConnRecord,
+        max_total: u64,
+        max_per_user: u32,
+    ) -> Result<bool> {
+        let i = &self.inner;
+        let args = vec![
+            i.node(),
+            i.ttl(),
+            c.id.clone(),
+            c.sub.clone(),
+            to_json(&c)?,
+            max_total.to_string(),
+            max_per_user.to_string(),
+        ];
+        match int(&i.run(&i.scripts.open_connection, tenant, args).await?) {
+            -1 => Err(StoreError::NotFound),
+            0 => Ok(false),
+            _ => {
+                i.mark_alive(tenant);
+                Ok(true)
+            }
+        }
+    }
+
+    async fn close_connection(&self, tenant: &str, conn_id: &str) -> Result<()> {
+        self.inner.run(&self.inner.scripts.close_connection, tenant, vec![conn_id.into()]).await?;
+        Ok(())
+    }
+
+    async fn list_connections(&self, tenant: &str, sub: Option<&str>) -> Result<Vec<ConnRecord>> {
+        let v = self.inner.run(&self.inner.scripts.list_connections, tenant, vec![]).await?;
+        if is_missing(&v) {
+            return Err(StoreError::NotFound);
+        }
+        let mut list: Vec<ConnRecord> = records(v, "connection")?;
+        list.retain(|c| sub.is_none_or(|s| c.sub == s));
+        list.sort_by(|a, b| a.connected_at.cmp(&b.connected_at).then_with(|| a.id.cmp(&b.id)));
+        Ok(list)
+    }
+
+    async fn presence_join(
+        &self,
+        tenant: &str,
+        room: &str,
+        sub: &str,
+        conn_id: &str,
+        meta: Option<serde_json::Value>,
+    ) -> Result<PresenceChange> {
+        let i = &self.inner;
+        let (has_meta, meta) = match meta {
+            Some(m) => ("1".to_string(), to_json(&m)?),
+            None => ("0".to_string(), String::new()),
+        };
+        let args = vec![i.node(), i.ttl(), room.into(), sub.into(), conn_id.into(), has_meta, meta];
+        let v = i.run(&i.scripts.presence_join, tenant, args).await?;
+        if is_missing(&v) {
+            return Err(StoreError::NotFound);
+        }
+        i.mark_alive(tenant);
+        change(v)
+    }
+
+    async fn presence_leave(
+        &self,
+        tenant: &str,
+        room: &str,
+        sub: &str,
+        conn_id: &str,
+    ) -> Result<PresenceChange> {
+        let args = vec![room.into(), sub.into(), conn_id.into()];
+        change(self.inner.run(&self.inner.scripts.presence_leave, tenant, args).await?)
+    }
+
+    async fn presence(&self, tenant: &str, room: &str) -> Result<Vec<Member>> {
+        let v = self.inner.run(&self.inner.scripts.presence, tenant, vec![room.into()]).await?;
+        if is_missing(&v) {
+            return Err(StoreError::NotFound);
+        }
+        let Value::Array(parts) = v else { return Err(corrupt("presence")) };
+        let mut parts = parts.into_iter();
+        let counts = pairs(parts.next().unwrap_or(Value::Null))?;
+        let metas: HashMap<String, String> =
+            pairs(parts.next().unwrap_or(Value::Null))?.into_iter().collect();
+        let mut members = Vec::with_capacity(counts.len());
+        for (sub, n) in counts {
+            let meta = metas.get(&sub).map(|m| from_json(m, "presence meta")).transpose()?;
+            members.push(Member { connections: n.parse().map_err(|_| corrupt("presence"))?, sub, meta });
+        }
+        members.sort_by(|a, b| a.sub.cmp(&b.sub));
+        Ok(members)
+    }
+
+    async fn rooms(&self, tenant: &str) -> Result<Vec<(String, u64)>> {
+        let v = self.inner.run(&self.inner.scripts.rooms, tenant, vec![]).await?;
+        if is_missing(&v) {
+            return Err(StoreError::NotFound);
+        }
+        let mut rooms = Vec::new();
+        for (room, n) in pairs(v)? {
+            let n: u64 = n.parse().map_err(|_| corrupt("room count"))?;
+            if n > 0 {
+                rooms.push((room, n));
+            }
+        }
+        rooms.sort();
+        Ok(rooms)
+    }
+
+    async fn room_subscribe(&self, tenant: &str, room: &str, conn_id: &str) -> Result<()> {
+        let i = &self.inner;
+        let args = vec![i.node(), i.ttl(), room.into(), conn_id.into()];
+        if is_missing(&i.run(&i.scripts.room_subscribe, tenant, args).await?) {
+            return Err(StoreError::NotFound);
+        }
+        i.mark_alive(tenant);
+        Ok(())
+    }
+
+    async fn room_unsubscribe(&self, tenant: &str, room: &str, conn_id: &str) -> Result<()> {
+        self.inner
+            .run(&self.inner.scripts.room_unsubscribe, tenant, vec![room.into(), conn_id.into()])
+            .await?;
+        Ok(())
+    }
+
+    async fn add_stats(&self, tenant: &str, d: StatsDelta) -> Result<()> {
+        if d == StatsDelta::default() {
+            return Ok(());
+        }
+        let clamp = |n: u64| n.min(i64::MAX as u64).to_string();
+        let args = vec![clamp(d.messages_in), clamp(d.messages_out), clamp(d.handshakes_refused)];
+        self.inner.run(&self.inner.scripts.add_stats, tenant, args).await?;
+        Ok(())
+    }
+
+    async fn stats(&self, tenant: &str) -> Result<Stats> {
+        let v = self.inner.run(&self.inner.scripts.stats, tenant, vec![]).await?;
+        if is_missing(&v) {
+            return Err(StoreError::NotFound);
+        }
+        let n: Vec<u64> = strings(v)?
+            .iter()
+            .map(|s| s.parse::<u64>().map_err(|_| corrupt("stats")))
+            .collect::<Result<_>>()?;
+        let [connections, rooms, messages_in, messages_out, handshakes_refused] = n[..] else {
+            return Err(corrupt("stats"));
+        };
+        Ok(Stats { connections, rooms, messages_in, messages_out, handshakes_refused })
+    }
+
+    async fn put_session(&self, tenant: &str, rec: SessionRecord, ttl_seconds: u64) -> Result<()> {
+        self.inner.put_expiring(tenant, "sessions", rec.id.clone(), to_json(&rec)?, ttl_seconds).await
+    }
+
+    async fn get_session(&self, tenant: &str, id: &str) -> Result<Option<SessionRecord>> {
+        let v = self.inner.get_expiring(tenant, "sessions", id.to_string(), false).await?;
+        v.map(|s| from_json(&s, "session")).transpose()
+    }
+}
+
+/// `{changed (0/1), members}` as a [`PresenceChange`].
+fn change(v: Value) -> Result<PresenceChange> {
+    match v {
+        Value::Array(items) if items.len() == 2 => {
+            Ok(PresenceChange { user_changed: int(&items[0]) == 1, members: int(&items[1]).max(0) as u64 })
+        }
+        _ => Err(corrupt("presence change")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_ids_cannot_escape_their_hash_tag() {
+        assert_eq!(prefix("acme-1"), "sb:{t:acme-1}:");
+        assert_eq!(prefix("a}b{c:d"), "sb:{t:a%7Db%7Bc%3Ad}:");
+        assert_ne!(prefix("a:b"), prefix("a%3Ab"));
+    }
+
+    #[test]
+    fn options_are_checked() {
+        assert!(RedisOptions::new("n1").validate().is_ok());
+        assert!(RedisOptions::new("").validate().is_err());
+        assert!(RedisOptions::new("a\nb").validate().is_err());
+        let mut o = RedisOptions::new("n1");
+        o.heartbeat_interval = o.liveness_ttl;
+        assert!(o.validate().is_err());
+    }
+}

@@ -1,0 +1,367 @@
+//! Typed configuration per role. Every flag also reads `SWITCHBOARD_<FLAG>`; `validate`
+//! turns raw arguments into a checked config or a message that says what to fix.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use policy::Secret;
+
+/// Flags every serving role shares.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Redis 7+ URL for shared state; unset: in-memory (single node only).
+    #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// NATS URL for cross-node fan-out; unset: local fan-out (single node only).
+    #[arg(long, env = "SWITCHBOARD_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// This node's id in logs, metrics and the bus; random when unset.
+    #[arg(long, env = "SWITCHBOARD_NODE_ID")]
+    pub node_id: Option<String>,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+}
+
+/// NATS credentials, TLS and history. Bus traffic must not be open to anyone on the
+/// network: production deployments set credentials and TLS.
+#[derive(Debug, Clone, Args)]
+pub struct NatsArgs {
+    /// NATS user (with --nats-password).
+    #[arg(long, env = "SWITCHBOARD_NATS_USER")]
+    pub nats_user: Option<String>,
+    #[arg(long, env = "SWITCHBOARD_NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+    /// NATS token authentication.
+    #[arg(long, env = "SWITCHBOARD_NATS_TOKEN", hide_env_values = true)]
+    pub nats_token: Option<String>,
+    /// NATS nkey seed (SU...).
+    #[arg(long, env = "SWITCHBOARD_NATS_NKEY_SEED", hide_env_values = true)]
+    pub nats_nkey_seed: Option<String>,
+    /// Require TLS to NATS.
+    #[arg(long, env = "SWITCHBOARD_NATS_TLS_REQUIRED")]
+    pub nats_tls_required: bool,
+    /// PEM file of CA certificates trusted for NATS TLS.
+    #[arg(long, env = "SWITCHBOARD_NATS_CA_FILE")]
+    pub nats_ca_file: Option<std::path::PathBuf>,
+    /// How long room history is kept on the bus, in seconds (resume reaches this far).
+    #[arg(long, env = "SWITCHBOARD_HISTORY_SECONDS", default_value_t = 900)]
+    pub history_seconds: u64,
+    /// Most messages kept per room.
+    #[arg(long, env = "SWITCHBOARD_HISTORY_MAX_PER_ROOM", default_value_t = 1000)]
+    pub history_max_per_room: i64,
+    /// Keep room history in memory instead of on disk (faster; lost if NATS restarts).
+    #[arg(long, env = "SWITCHBOARD_HISTORY_IN_MEMORY")]
+    pub history_in_memory: bool,
+}
+
+impl CommonArgs {
+    fn node_id(&self) -> anyhow::Result<String> {
+        match &self.node_id {
+            Some(n)
+                if n.is_empty()
+                    || n.len() > 64
+                    || !n.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_') =>
+            {
+                bail!("--node-id must be 1-64 characters of A-Z a-z 0-9 - _")
+            }
+            Some(n) => Ok(n.clone()),
+            None => Ok(format!("node-{}", state::random_token(4))),
+        }
+    }
+
+    fn check_backends(&self) -> anyhow::Result<()> {
+        if let Some(u) = &self.redis_url
+            && !(u.starts_with("redis://") || u.starts_with("redis-cluster://"))
+        {
+            bail!("--redis-url must start with redis:// or redis-cluster://");
+        }
+        if let Some(u) = &self.nats_url
+            && !(u.starts_with("nats://") || u.starts_with("tls://"))
+        {
+            bail!("--nats-url must start with nats:// or tls://");
+        }
+        let n = &self.nats;
+        if n.nats_user.is_some() != n.nats_password.is_some() {
+            bail!("--nats-user and --nats-password go together");
+        }
+        if !(10..=7 * 86_400).contains(&n.history_seconds) {
+            bail!("--history-seconds must be between 10 and 604800");
+        }
+        if !(1..=1_000_000).contains(&n.history_max_per_room) {
+            bail!("--history-max-per-room must be between 1 and 1000000");
+        }
+        Ok(())
+    }
+
+    /// The bus configuration, when a NATS URL is set.
+    pub fn nats_config(&self, node_id: &str) -> Option<bus::NatsConfig> {
+        let url = self.nats_url.as_ref()?;
+        let n = &self.nats;
+        let mut c = bus::NatsConfig::new(url.clone(), node_id);
+        c.user = n.nats_user.clone();
+        c.password = n.nats_password.clone();
+        c.token = n.nats_token.clone();
+        c.nkey_seed = n.nats_nkey_seed.clone();
+        c.require_tls = n.nats_tls_required || url.starts_with("tls://");
+        c.ca_file = n.nats_ca_file.clone();
+        c.history_max_age = Duration::from_secs(n.history_seconds);
+        c.history_max_per_room = n.history_max_per_room;
+        c.history_in_memory = n.history_in_memory;
+        Some(c)
+    }
+}
+
+fn addr(s: &str, flag: &str) -> anyhow::Result<SocketAddr> {
+    s.parse().with_context(|| {
+        format!("{flag} must be host:port with an IP address, e.g. 127.0.0.1:4000, not {s:?}")
+    })
+}
+
+fn admin_token(t: &str) -> anyhow::Result<Secret> {
+    if t.len() < 16 {
+        bail!("--admin-token must be at least 16 characters");
+    }
+    Ok(Secret::new(t))
+}
+
+/// Edge tuning flags shared by `dev` and `edge`.
+#[derive(Debug, Clone, Args)]
+pub struct EdgeTuning {
+    /// Largest Engine.IO packet accepted, in bytes.
+    #[arg(long, env = "SWITCHBOARD_MAX_PAYLOAD_BYTES", default_value_t = 1024 * 1024)]
+    pub max_payload_bytes: u64,
+    /// Handshakes per second one client IP may start (same burst); 0: no limit.
+    #[arg(long, env = "SWITCHBOARD_HANDSHAKE_RATE_PER_IP", default_value_t = 200)]
+    pub handshake_rate_per_ip: u32,
+    /// Handshakes per second one tenant may receive on one edge (same burst); 0: no limit.
+    #[arg(long, env = "SWITCHBOARD_HANDSHAKE_RATE_PER_TENANT", default_value_t = 5000)]
+    pub handshake_rate_per_tenant: u32,
+    /// How long an edge uses a cached tenant (policy, keys, revocations) before reading it
+    /// again when no change notice came, in seconds; 0 reads the store on every handshake.
+    #[arg(long, env = "SWITCHBOARD_TENANT_CACHE_SECONDS", default_value_t = 10)]
+    pub tenant_cache_seconds: u64,
+}
+
+impl EdgeTuning {
+    fn edge_config(&self, node_id: String) -> anyhow::Result<edge::EdgeConfig> {
+        if !(1024..=64 * 1024 * 1024).contains(&self.max_payload_bytes) {
+            bail!("--max-payload-bytes must be between 1024 and 67108864");
+        }
+        Ok(edge::EdgeConfig {
+            node_id,
+            max_payload_bytes: self.max_payload_bytes,
+            handshake_rate_per_ip: self.handshake_rate_per_ip,
+            handshake_rate_per_tenant: self.handshake_rate_per_tenant,
+            tenant_cache_ttl: Duration::from_secs(self.tenant_cache_seconds.min(3600)),
+        })
+    }
+}
+
+/// `switchboard dev`.
+#[derive(Debug, Clone, Args)]
+pub struct DevArgs {
+    #[arg(long, env = "SWITCHBOARD_EDGE_ADDR", default_value = "127.0.0.1:4000")]
+    pub edge_addr: String,
+    #[arg(long, env = "SWITCHBOARD_ADMIN_ADDR", default_value = "127.0.0.1:4001")]
+    pub admin_addr: String,
+    /// Operator credential for the admin API; generated and printed when unset.
+    #[arg(long, env = "SWITCHBOARD_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    #[command(flatten)]
+    pub tuning: EdgeTuning,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// A checked `dev` configuration.
+#[derive(Debug, Clone)]
+pub struct DevConfig {
+    pub edge_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub admin_token: Secret,
+    pub edge: edge::EdgeConfig,
+    pub nats: Option<bus::NatsConfig>,
+    /// May hold a password: redacted in `Debug`.
+    pub redis_url: Option<Secret>,
+}
+
+impl DevArgs {
+    pub fn validate(self) -> anyhow::Result<DevConfig> {
+        self.common.check_backends()?;
+        let node_id = self.common.node_id()?;
+        Ok(DevConfig {
+            edge_addr: addr(&self.edge_addr, "--edge-addr")?,
+            admin_addr: addr(&self.admin_addr, "--admin-addr")?,
+            admin_token: match &self.admin_token {
+                Some(t) => admin_token(t)?,
+                None => Secret::new(format!("sba_{}", state::random_token(24))),
+            },
+            nats: self.common.nats_config(&node_id),
+            redis_url: self.common.redis_url.clone().map(Secret::new),
+            edge: self.tuning.edge_config(node_id)?,
+        })
+    }
+}
+
+/// `switchboard edge`.
+#[derive(Debug, Clone, Args)]
+pub struct EdgeArgs {
+    #[arg(long, env = "SWITCHBOARD_EDGE_ADDR", default_value = "127.0.0.1:4000")]
+    pub edge_addr: String,
+    #[command(flatten)]
+    pub tuning: EdgeTuning,
+    /// How long a SIGTERM drain spreads session ends over, in seconds.
+    #[arg(long, env = "SWITCHBOARD_DRAIN_SECONDS", default_value_t = 10)]
+    pub drain_seconds: u64,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// A checked `edge` configuration.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    pub edge_addr: SocketAddr,
+    pub edge: edge::EdgeConfig,
+    pub drain: Duration,
+    pub nats: Option<bus::NatsConfig>,
+    /// May hold a password: redacted in `Debug`.
+    pub redis_url: Option<Secret>,
+}
+
+impl EdgeArgs {
+    pub fn validate(self) -> anyhow::Result<EdgeConfig> {
+        self.common.check_backends()?;
+        if self.drain_seconds > 3600 {
+            bail!("--drain-seconds must be at most 3600");
+        }
+        let node_id = self.common.node_id()?;
+        Ok(EdgeConfig {
+            edge_addr: addr(&self.edge_addr, "--edge-addr")?,
+            nats: self.common.nats_config(&node_id),
+            redis_url: self.common.redis_url.clone().map(Secret::new),
+            edge: self.tuning.edge_config(node_id)?,
+            drain: Duration::from_secs(self.drain_seconds),
+        })
+    }
+}
+
+/// `switchboard admin`.
+#[derive(Debug, Clone, Args)]
+pub struct AdminArgs {
+    #[arg(long, env = "SWITCHBOARD_ADMIN_ADDR", default_value = "127.0.0.1:4001")]
+    pub admin_addr: String,
+    /// Operator credential for the admin API (required).
+    #[arg(long, env = "SWITCHBOARD_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// A checked `admin` configuration.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub admin_addr: SocketAddr,
+    pub admin_token: Secret,
+    pub node_id: String,
+    pub nats: Option<bus::NatsConfig>,
+    /// May hold a password: redacted in `Debug`.
+    pub redis_url: Option<Secret>,
+}
+
+impl AdminArgs {
+    pub fn validate(self) -> anyhow::Result<AdminConfig> {
+        self.common.check_backends()?;
+        let Some(t) = &self.admin_token else {
+            bail!("switchboard admin needs --admin-token (or SWITCHBOARD_ADMIN_TOKEN)")
+        };
+        let node_id = self.common.node_id()?;
+        Ok(AdminConfig {
+            admin_addr: addr(&self.admin_addr, "--admin-addr")?,
+            admin_token: admin_token(t)?,
+            nats: self.common.nats_config(&node_id),
+            redis_url: self.common.redis_url.clone().map(Secret::new),
+            node_id,
+        })
+    }
+}
+
+/// `switchboard token`.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The tenant (the token's `aud`).
+    #[arg(long)]
+    pub tenant: String,
+    /// The user id (`sub`).
+    #[arg(long)]
+    pub sub: String,
+    /// The HMAC secret, as the admin API returned it.
+    #[arg(long, env = "SWITCHBOARD_TOKEN_SECRET", hide_env_values = true)]
+    pub secret: String,
+    /// The key id (`kid` header).
+    #[arg(long)]
+    pub kid: Option<String>,
+    /// HS256, HS384 or HS512.
+    #[arg(long, default_value = "HS256")]
+    pub alg: String,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub ttl: u64,
+    /// Capabilities as JSON, e.g. '{"chat:*": ["subscribe", "publish"]}'.
+    #[arg(long)]
+    pub caps: Option<String>,
+    /// Presence metadata as a JSON object.
+    #[arg(long)]
+    pub meta: Option<String>,
+    /// Token id, needed to revoke this one token.
+    #[arg(long)]
+    pub jti: Option<String>,
+}
+
+impl TokenArgs {
+    pub fn mint(&self) -> anyhow::Result<String> {
+        if !policy::validate_tenant_id(&self.tenant) {
+            bail!("--tenant must match [a-z0-9][a-z0-9-]{{0,62}}");
+        }
+        let alg = policy::parse_algorithm(&self.alg).context("--alg must be HS256, HS384 or HS512")?;
+        let now = bus::now_ms() / 1000;
+        let mut claims = serde_json::json!({
+            "aud": self.tenant, "sub": self.sub, "iat": now, "exp": now + self.ttl as i64,
+        });
+        if let Some(c) = &self.caps {
+            let v: serde_json::Value = serde_json::from_str(c).context("--caps must be JSON")?;
+            policy::Caps::from_json(&v).map_err(|e| anyhow::anyhow!("--caps: {e}"))?;
+            claims["caps"] = v;
+        }
+        if let Some(m) = &self.meta {
+            let v: serde_json::Value = serde_json::from_str(m).context("--meta must be JSON")?;
+            policy::check_meta(Some(v.clone()))
+                .map_err(|_| anyhow::anyhow!("--meta must be an object of at most 1 KiB"))?;
+            claims["meta"] = v;
+        }
+        if let Some(j) = &self.jti {
+            claims["jti"] = serde_json::Value::String(j.clone());
+        }
+        policy::mint_hmac(alg, self.kid.as_deref(), &Secret::new(self.secret.clone()), &claims)
+            .map_err(|_| anyhow::anyhow!("--alg must be HS256, HS384 or HS512"))
+    }
+}
+
+/// `switchboard check-config <role>`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum CheckRole {
+    Dev(DevArgs),
+    Edge(EdgeArgs),
+    Admin(AdminArgs),
+}
+
+impl CheckRole {
+    pub fn check(self) -> anyhow::Result<String> {
+        Ok(match self {
+            CheckRole::Dev(a) => format!("{:?}", a.validate()?),
+            CheckRole::Edge(a) => format!("{:?}", a.validate()?),
+            CheckRole::Admin(a) => format!("{:?}", a.validate()?),
+        })
+    }
+}
