@@ -32,6 +32,17 @@ function resumingClient(url, token, rooms) {
     reconnectionDelayMax: 500,
     auth: (cb) => cb({ token, resume: session ? { session, offsets } : undefined }),
   });
+  // What happened to this client, printed when the test fails.
+  const t0 = Date.now();
+  socket.history = [];
+  const note = (...what) => socket.history.push(`${Date.now() - t0}ms ${what.map((w) => JSON.stringify(w)).join(" ")}`);
+  socket.on("connect", () => note("connect", socket.id));
+  socket.on("disconnect", (r) => note("disconnect", r));
+  socket.on("connect_error", (e) => note("connect_error", e.message));
+  socket.on("session", (s) => note("session", s, offsets));
+  socket.on("session_end", (e) => note("session_end", e));
+  socket.io.on("reconnect_attempt", (n) => note("reconnect_attempt", n));
+  socket.io.on("error", (e) => note("manager error", String(e)));
   socket.on("session", (s) => {
     session = s.id;
     if (!s.recovered) {
@@ -143,8 +154,11 @@ describe("drain", () => {
     await c.killEdge(2);
     await c.restartEdge(2, ["--drain-seconds", "3"]);
     const a = c.connect(2, t, { auth: { token: t.token() } });
+    const b = c.connect(2, t, { auth: { token: t.token() } });
     await connected(a);
+    await connected(b);
     const end = once(a, "session_end", 10000);
+    const endB = once(b, "session_end", 10000);
     c.edge(2).proc.child.kill("SIGTERM");
     const deadline = Date.now() + 3000;
     let status;
@@ -157,6 +171,9 @@ describe("drain", () => {
     const late = c.connect(2, t, { auth: { token: t.token() } });
     assert.equal((await once(late, "connect_error"))[0].message, "unavailable");
     assert.equal((await end)[0].code, "draining");
+    // The refused handshake above must not have touched the sockets still waiting for
+    // their batch (it once deleted the whole tenant namespace, closing them silently).
+    assert.equal((await endB)[0].code, "draining");
     await c.edge(2).proc.exited;
     await c.restartEdge(2);
   });
@@ -193,8 +210,13 @@ describe("rolling restart", () => {
       for (let i = 0; i < 3; i++) await c.rollEdge(i);
       publishing = false;
       await publisher;
-      for (const { got } of clients) {
-        const items = await got.count(n, 20000);
+      for (const [i, { s, got }] of clients.entries()) {
+        let items;
+        try {
+          items = await got.count(n, 20000);
+        } catch (e) {
+          throw new Error(`client ${i} (edge ${i % 3}): ${e.message}\n${s.history.join("\n")}`);
+        }
         assert.deepEqual(items.map(([d]) => d), [...Array(n).keys()], "every message once, in order");
       }
     } finally {

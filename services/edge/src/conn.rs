@@ -147,6 +147,10 @@ pub fn end_session(inner: &Inner, s: &SocketRef, code: &str, message: &str) {
     if let Some(c) = conn_of(s) {
         inner.metrics.sessions_ended.get_or_create(&telemetry::tenant_code(&c.tenant, code)).inc();
     }
-    let _ = s.emit("session_end", &serde_json::json!({"code": code, "message": message}));
+    match s.emit("session_end", &serde_json::json!({"code": code, "message": message})) {
+        // Already closing (its disconnect handler is still running): nothing to tell.
+        Ok(()) | Err(socketioxide::SendError::Socket(socketioxide::SocketError::Closed)) => {}
+        Err(e) => tracing::warn!(sid = %s.id, code, error = %e, "session_end not sent"),
+    }
     let _ = s.clone().disconnect();
 }

@@ -78,9 +78,12 @@ pub async fn authorize(
             inner.metrics.handshakes.get_or_create(&telemetry::tenant_code(label, r.code())).inc();
             if known {
                 inner.stats.add(&tenant, |d| d.handshakes_refused += 1);
-            } else {
+            } else if *r == Refusal::UnknownTenant && io.of(s.ns()).is_none_or(|ns| ns.sockets().is_empty()) {
                 // socketioxide keeps a namespace for every path a client asked for;
-                // forget made-up ones so that they cannot pile up.
+                // forget made-up ones so that they cannot pile up. Only a tenant known
+                // not to exist, with no socket left: deleting a namespace closes its
+                // sockets without a word, and a refusal for another reason (draining,
+                // the store unreachable) says nothing about the tenant.
                 io.delete_ns(s.ns());
             }
             let query = s.req_parts().uri.query().map(telemetry::redact_query).unwrap_or_default();

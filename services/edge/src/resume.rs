@@ -177,6 +177,7 @@ pub async fn start(inner: &Arc<Inner>, s: &SocketRef, conn: &Arc<Conn>) {
         save_session(inner, conn, false).await;
     }
     let id = conn.session.lock().clone();
+    tracing::debug!(tenant = conn.tenant, session = id, recovered, "session started");
     let _ = s.emit("session", &json!({"id": id, "recovered": recovered}));
     if recovered {
         // The history was read with the gates up; now emit it and lift them.
