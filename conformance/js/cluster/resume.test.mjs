@@ -155,8 +155,7 @@ describe("drain", () => {
     await c.restartEdge(2, ["--drain-seconds", "3"]);
     const a = c.connect(2, t, { auth: { token: t.token() } });
     const b = c.connect(2, t, { auth: { token: t.token() } });
-    await connected(a);
-    await connected(b);
+    await Promise.all([connected(a), connected(b)]);
     const end = once(a, "session_end", 10000);
     const endB = once(b, "session_end", 10000);
     c.edge(2).proc.child.kill("SIGTERM");
