@@ -20,6 +20,8 @@ pub struct Conn {
     /// The Socket.IO socket id, also the connection id in listings.
     pub id: String,
     pub sid: socketioxide::socket::Sid,
+    /// Unix milliseconds of the handshake.
+    pub connected_at: i64,
     /// The session id given to the client (resume builds on it).
     pub session: Mutex<String>,
     pub identity: RwLock<Identity>,
@@ -55,6 +57,7 @@ impl Conn {
             tenant,
             id: sid.to_string(),
             sid,
+            connected_at: now_ms as i64,
             session: Mutex::new(session),
             identity: RwLock::new(identity),
             bucket: Mutex::new(TokenBucket::new(rate, now_ms)),

@@ -189,6 +189,8 @@ async fn decide(
         // rather than the whole tenant going dark while Redis restarts.
         Err(e) => {
             tracing::warn!(tenant, error = %e, "connection not registered: store unavailable; limits not enforced");
+            // Written once the store is back, so that listings and limits count it.
+            crate::register::request(inner);
             true
         }
     };

@@ -15,6 +15,7 @@ mod expiry;
 mod http;
 mod jwks;
 mod limits;
+mod register;
 mod resume;
 mod tenants;
 
@@ -71,6 +72,8 @@ pub(crate) struct Inner {
     pub stats: deliver::StatsBuffer,
     pub limits: limits::HandshakeLimits,
     pub draining: AtomicBool,
+    /// Set when this node's store records fell behind its sockets (see `register`).
+    pub reregister: AtomicBool,
 }
 
 /// A running edge's handle: used to drain it and to read its Socket.IO server.
@@ -100,6 +103,7 @@ impl Edge {
             rooms: deliver::LocalRooms::default(),
             stats: deliver::StatsBuffer::default(),
             draining: AtomicBool::new(false),
+            reregister: AtomicBool::new(false),
         });
         let (layer, io) = SocketIo::builder()
             .with_state(inner.clone())
@@ -125,6 +129,7 @@ impl Edge {
         io.ns("/", connect::never.with(connect::not_a_tenant));
         bus.attach(Arc::new(deliver::EdgeSink { inner: inner.clone(), io: io.clone() }));
         expiry::spawn(inner.clone(), io.clone());
+        register::spawn(inner.clone(), io.clone());
         deliver::spawn_stats_flush(inner.clone());
         let router = http::router(inner.clone()).layer(layer);
         (Edge { inner, io }, router)

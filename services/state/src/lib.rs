@@ -58,6 +58,13 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the backing store answers (for `/readyz`).
     async fn ping(&self) -> Result<()>;
 
+    /// Ticks each time this node's records (connections, subscriptions, presence) were
+    /// found expired because the store was unreachable for longer than their liveness:
+    /// the node must write them again. `None` for stores whose records cannot lapse.
+    fn lapses(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+
     // Tenants.
     async fn create_tenant(&self, t: Tenant) -> Result<()>;
     async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>>;

@@ -520,6 +520,10 @@ impl Store for RedisStore {
         self.inner.pool.next().ping::<()>(None).await.map_err(unavailable)
     }
 
+    fn lapses(&self) -> Option<watch::Receiver<u64>> {
+        Some(RedisStore::lapses(self))
+    }
+
     async fn create_tenant(&self, t: Tenant) -> Result<()> {
         let json = to_json(&t)?;
         let pool = &self.inner.pool;

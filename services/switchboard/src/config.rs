@@ -20,6 +20,10 @@ pub struct CommonArgs {
     /// This node's id in logs, metrics and the bus; random when unset.
     #[arg(long, env = "SWITCHBOARD_NODE_ID")]
     pub node_id: Option<String>,
+    /// How long, in seconds, this node's connection and presence records outlive its last
+    /// heartbeat to Redis: a node that dies without a goodbye leaves no ghosts after this.
+    #[arg(long, env = "SWITCHBOARD_STATE_LIVENESS_SECONDS", default_value_t = 15)]
+    pub state_liveness_seconds: u64,
     #[command(flatten)]
     pub nats: NatsArgs,
 }
@@ -72,6 +76,9 @@ impl CommonArgs {
     }
 
     fn check_backends(&self) -> anyhow::Result<()> {
+        if !(1..=300).contains(&self.state_liveness_seconds) {
+            bail!("--state-liveness-seconds must be between 1 and 300");
+        }
         if let Some(u) = &self.redis_url
             && !(u.starts_with("redis://") || u.starts_with("redis-cluster://"))
         {
@@ -185,6 +192,7 @@ pub struct DevConfig {
     pub nats: Option<bus::NatsConfig>,
     /// May hold a password: redacted in `Debug`.
     pub redis_url: Option<Secret>,
+    pub state_liveness: Duration,
 }
 
 impl DevArgs {
@@ -200,6 +208,7 @@ impl DevArgs {
             },
             nats: self.common.nats_config(&node_id),
             redis_url: self.common.redis_url.clone().map(Secret::new),
+            state_liveness: Duration::from_secs(self.common.state_liveness_seconds),
             edge: self.tuning.edge_config(node_id)?,
         })
     }
@@ -228,6 +237,7 @@ pub struct EdgeConfig {
     pub nats: Option<bus::NatsConfig>,
     /// May hold a password: redacted in `Debug`.
     pub redis_url: Option<Secret>,
+    pub state_liveness: Duration,
 }
 
 impl EdgeArgs {
@@ -241,6 +251,7 @@ impl EdgeArgs {
             edge_addr: addr(&self.edge_addr, "--edge-addr")?,
             nats: self.common.nats_config(&node_id),
             redis_url: self.common.redis_url.clone().map(Secret::new),
+            state_liveness: Duration::from_secs(self.common.state_liveness_seconds),
             edge: self.tuning.edge_config(node_id)?,
             drain: Duration::from_secs(self.drain_seconds),
         })
@@ -268,6 +279,7 @@ pub struct AdminConfig {
     pub nats: Option<bus::NatsConfig>,
     /// May hold a password: redacted in `Debug`.
     pub redis_url: Option<Secret>,
+    pub state_liveness: Duration,
 }
 
 impl AdminArgs {
@@ -282,6 +294,7 @@ impl AdminArgs {
             admin_token: admin_token(t)?,
             nats: self.common.nats_config(&node_id),
             redis_url: self.common.redis_url.clone().map(Secret::new),
+            state_liveness: Duration::from_secs(self.common.state_liveness_seconds),
             node_id,
         })
     }

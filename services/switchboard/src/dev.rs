@@ -15,7 +15,8 @@ pub const DEMO_TENANT: &str = "demo";
 pub const DEMO_KID: &str = "demo-hs256";
 
 pub async fn run(cfg: DevConfig) -> anyhow::Result<()> {
-    let (store, bus) = backends(cfg.redis_url.as_ref(), &cfg.edge.node_id, cfg.nats.clone()).await?;
+    let (store, bus) =
+        backends(cfg.redis_url.as_ref(), cfg.state_liveness, &cfg.edge.node_id, cfg.nats.clone()).await?;
     let metrics = Metrics::shared();
     let now = bus::now_ms() / 1000;
 

@@ -17,12 +17,17 @@ use crate::config::{AdminConfig, EdgeConfig};
 /// local fan-out (one node).
 pub async fn backends(
     redis: Option<&Secret>,
+    liveness: Duration,
     node_id: &str,
     nats: Option<bus::NatsConfig>,
 ) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn Bus>)> {
     let store: Arc<dyn Store> = match redis {
         Some(url) => {
-            let s = state::RedisStore::connect(url.expose(), node_id)
+            let mut opts = state::RedisOptions::new(node_id);
+            opts.liveness_ttl = liveness;
+            // A third of the TTL: two heartbeats may be lost before the records lapse.
+            opts.heartbeat_interval = liveness / 3;
+            let s = state::RedisStore::connect_with(url.expose(), opts)
                 .await
                 .map_err(|e| anyhow::anyhow!("Redis (--redis-url): {e}"))?;
             tracing::info!("connected to Redis");
@@ -106,7 +111,8 @@ pub async fn serve_until(
 }
 
 pub async fn edge(cfg: EdgeConfig) -> anyhow::Result<()> {
-    let (store, bus) = backends(cfg.redis_url.as_ref(), &cfg.edge.node_id, cfg.nats.clone()).await?;
+    let (store, bus) =
+        backends(cfg.redis_url.as_ref(), cfg.state_liveness, &cfg.edge.node_id, cfg.nats.clone()).await?;
     let metrics = Metrics::shared();
     let listener = bind(cfg.edge_addr, "the edge").await?;
     let (edge, router) = edge::Edge::new(cfg.edge.clone(), store, bus.clone(), metrics);
@@ -122,7 +128,8 @@ pub async fn edge(cfg: EdgeConfig) -> anyhow::Result<()> {
 }
 
 pub async fn admin(cfg: AdminConfig) -> anyhow::Result<()> {
-    let (store, bus) = backends(cfg.redis_url.as_ref(), &cfg.node_id, cfg.nats.clone()).await?;
+    let (store, bus) =
+        backends(cfg.redis_url.as_ref(), cfg.state_liveness, &cfg.node_id, cfg.nats.clone()).await?;
     let metrics = Metrics::shared();
     let listener = bind(cfg.admin_addr, "the admin API").await?;
     let router = admin::router(admin::AdminState { store, bus, metrics, admin_token: cfg.admin_token });
