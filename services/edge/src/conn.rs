@@ -42,6 +42,10 @@ pub struct Conn {
     done: watch::Sender<u64>,
     /// Set when the socket disconnected: events still queued do nothing.
     pub closed: std::sync::atomic::AtomicBool,
+    /// Whether the session is in the store. A session without rooms has nothing to
+    /// resume, so it is written only once it has some: most handshakes then cost one
+    /// store write, not two.
+    pub session_saved: std::sync::atomic::AtomicBool,
 }
 
 impl Conn {
@@ -69,6 +73,7 @@ impl Conn {
             next: AtomicU64::new(1),
             done: watch::channel(0).0,
             closed: std::sync::atomic::AtomicBool::new(false),
+            session_saved: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }

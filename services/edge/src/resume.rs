@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bus::Message;
 use serde_json::{Value, json};
@@ -154,14 +155,18 @@ pub async fn save_session(inner: &Inner, conn: &Conn, disconnected: bool) {
     };
     let now = bus::now_ms();
     let ttl = if disconnected { window } else { (exp - now / 1000).max(0) as u64 + window };
-    let rec = SessionRecord {
-        id: conn.session.lock().clone(),
-        sub,
-        rooms: conn.rooms.lock().iter().map(|(r, o)| (r.clone(), *o)).collect(),
-        updated_at: now,
-    };
-    if let Err(e) = inner.store.put_session(&conn.tenant, rec, ttl).await {
-        tracing::warn!(tenant = conn.tenant, error = %e, "session not saved; it cannot be resumed");
+    let rooms: std::collections::BTreeMap<String, u64> =
+        conn.rooms.lock().iter().map(|(r, o)| (r.clone(), *o)).collect();
+    // Nothing to resume yet; resuming an unsaved session starts a fresh one, which for a
+    // session without rooms is the same thing. Once saved, every change is written, so
+    // that a stored session never names a room the client left.
+    if rooms.is_empty() && !conn.session_saved.load(Ordering::SeqCst) {
+        return;
+    }
+    let rec = SessionRecord { id: conn.session.lock().clone(), sub, rooms, updated_at: now };
+    match inner.store.put_session(&conn.tenant, rec, ttl).await {
+        Ok(()) => conn.session_saved.store(true, Ordering::SeqCst),
+        Err(e) => tracing::warn!(tenant = conn.tenant, error = %e, "session not saved; it cannot be resumed"),
     }
 }
 
@@ -235,6 +240,7 @@ async fn try_resume(inner: &Arc<Inner>, s: &SocketRef, conn: &Arc<Conn>, r: Resu
         return false;
     }
     *conn.session.lock() = rec.id;
+    conn.session_saved.store(true, Ordering::SeqCst);
     *conn.pending_history.lock() = histories;
     true
 }
