@@ -12,6 +12,7 @@
 #                              [--cluster K] [--no-pin] [--out DIR]
 #   --quick      smoke sizes: the whole suite in under two minutes (binaries built)
 #   --only       a subset of: handshake handshake-ticket fanout rooms churn revocation idle resume
+#                rolling (cluster runs only: a rolling restart of the edges under publishing)
 #   --cluster K  K Switchboard edges + an admin over Redis and NATS, and K Node processes
 #                with the Redis adapter (starts its own redis-server and nats-server unless
 #                REDIS_URL / NATS_URL are set); default: one `switchboard dev`, one Node process
@@ -162,6 +163,32 @@ if [ "$CLUSTER" -gt 0 ]; then
   sleep 1
 fi
 
+# Starts (or restarts) cluster edge $1 on its port; its pid goes to EDGE_PIDS[$1] and PIDS.
+start_edge() {
+  local i=$1
+  "$SB" edge --edge-addr "127.0.0.1:$((4391 + i))" --redis-url "$REDIS_URL" --nats-url "$NATS_URL" \
+    --handshake-rate-per-ip 0 --handshake-rate-per-tenant 0 --drain-seconds 2 --node-id "edge$i" \
+    >>"$RES/.edge$i.out" 2>&1 &
+  PIDS+=($!)
+  EDGE_PIDS[i]=$!
+}
+
+# A rolling restart of every cluster edge, one at a time: SIGTERM (the edge drains its
+# sessions with `session_end {code: "draining"}`), wait for it to exit, start it again on
+# the same port, wait until it is ready, pause, next.
+roll_edges() {
+  local i pid
+  for i in $(seq 0 $((CLUSTER - 1))); do
+    pid=${EDGE_PIDS[$i]}
+    log "rolling restart: edge $i (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    start_edge "$i"
+    wait_http "http://127.0.0.1:$((4391 + i))/readyz" 30
+    sleep 2
+  done
+}
+
 # Starts one target; sets URLS (array), SECRET, ADMIN_URL, SERVER_PIDS (array).
 start_switchboard() {
   local f=$RES/.switchboard.out
@@ -185,13 +212,11 @@ start_switchboard() {
     PIDS+=($!)
     SERVER_PIDS+=($!)
     ADMIN_URL=http://127.0.0.1:4390/v1
+    EDGE_PIDS=()
     for i in $(seq 0 $((CLUSTER - 1))); do
-      port=$((4391 + i))
-      "$SB" edge --edge-addr "127.0.0.1:$port" --redis-url "$REDIS_URL" --nats-url "$NATS_URL" \
-        --handshake-rate-per-ip 0 --handshake-rate-per-tenant 0 >"$RES/.edge$i.out" 2>&1 &
-      PIDS+=($!)
-      SERVER_PIDS+=($!)
-      URLS+=("http://127.0.0.1:$port/demo")
+      start_edge "$i"
+      SERVER_PIDS+=("${EDGE_PIDS[$i]}")
+      URLS+=("http://127.0.0.1:$((4391 + i))/demo")
     done
     wait_http "http://127.0.0.1:4390/v1/openapi.json" 30
     for i in $(seq 0 $((CLUSTER - 1))); do wait_http "http://127.0.0.1:$((4391 + i))/readyz" 30; done
@@ -237,6 +262,9 @@ SUITE=(
   "revocation|revocation --conns 1000 --revocations 200 --rate 20|revocation --conns 100 --revocations 20 --rate 20"
   "idle|idle --conns 10000 --duration 10|idle --conns 1000 --duration 2"
   "resume|resume --conns 500 --drop-ms 5000 --rate 20 --duration 20 --drain 5|resume --conns 100 --drop-ms 1000 --rate 10 --duration 3 --drain 1"
+  # Cluster runs only, Switchboard only (the Node peer has neither resume nor server-side
+  # publish): the edges are restarted one by one while the admin API publishes.
+  "rolling|server-publish --resume --conns 1000 --concurrency 4 --rate 100 --duration 30 --drain 5 --label rolling|server-publish --resume --conns 150 --concurrency 2 --rate 50 --duration 20 --drain 3 --label rolling"
 )
 
 FAILED=()
@@ -248,7 +276,9 @@ for entry in "${SUITE[@]}"; do
   args=$full
   [ "$QUICK" = 1 ] && args=$quick
   runs=()
+  if [ "$name" = rolling ] && [ "$CLUSTER" -lt 2 ]; then continue; fi
   for target in "${TARGET_LIST[@]}"; do
+    if [ "$name" = rolling ] && [ "$target" != switchboard ]; then continue; fi
     case "$target" in
       switchboard) start_switchboard ;;
       node) start_node ;;
@@ -260,10 +290,18 @@ for entry in "${SUITE[@]}"; do
     for p in "${SERVER_PIDS[@]}"; do pid_args+=(--server-pid "$p"); done
     json=$RES/$name-$target.json
     log "$name / $target: loadtest $args"
+    # The edges' pids change during a rolling restart: no server sampling there.
+    [ "$name" = rolling ] && pid_args=()
     # shellcheck disable=SC2086
-    if LOADTEST_SECRET=$SECRET LOADTEST_ADMIN_TOKEN=$ADMIN_TOKEN "${GEN_CPU[@]}" "$LT" $args \
+    LOADTEST_SECRET=$SECRET LOADTEST_ADMIN_TOKEN=$ADMIN_TOKEN "${GEN_CPU[@]}" "$LT" $args \
       --target "$target" "${url_args[@]}" --kid "$KID" "${pid_args[@]}" --admin-url "$ADMIN_URL" \
-      "${RAISE[@]}" --json "$json" --no-progress >"$RES/$name-$target.log" 2>&1; then
+      "${RAISE[@]}" --json "$json" --no-progress >"$RES/$name-$target.log" 2>&1 &
+    gen=$!
+    if [ "$name" = rolling ]; then
+      # Let the subscribers connect and the publishing start, then roll every edge.
+      wait_line "$RES/$name-$target.log" 'publishing through' 60 && sleep 2 && roll_edges
+    fi
+    if wait "$gen"; then
       grep -v '^\[' "$RES/$name-$target.log" >&2 || true
       runs+=("$json")
       FILES+=("$json")
@@ -278,7 +316,7 @@ for entry in "${SUITE[@]}"; do
     "$LT" plot "${runs[@]}" --out "$RES/$name.svg" >/dev/null 2>&1 || log "no plot for $name"
   fi
 done
-rm -f "$RES"/.*.out "$RES"/.*.err
+[ -n "${KEEP_LOGS:-}" ] || rm -f "$RES"/.*.out "$RES"/.*.err
 
 if [ "${#FILES[@]}" -gt 0 ]; then
   "$LT" compare "${FILES[@]}" --machine "$RES/machine.json" --json "$RES/summary.json" \

@@ -202,6 +202,11 @@ pub struct ServerPublishArgs {
     /// Seconds to wait for the last deliveries after publishing ends.
     #[arg(long, default_value_t = 5.0)]
     pub drain: f64,
+    /// Subscribers that lose their connection (a drain's `session_end`, a dead node)
+    /// reconnect to the next --url with `auth.resume` (SPEC 3.7) and keep counting: with
+    /// this, a rolling restart of the edges during the run must show zero loss.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -740,9 +745,14 @@ pub async fn server_publish(a: ServerPublishArgs) -> anyhow::Result<Report> {
     else {
         anyhow::bail!("server-publish needs --admin-url and --admin-token");
     };
-    let mut job = ctx.job(Mode::Hold, a.conns, format!("lt-{}-sub-", ctx.run_id));
+    let mode = if a.resume { Mode::Cycle } else { Mode::Hold };
+    let mut job = ctx.job(mode, a.conns, format!("lt-{}-sub-", ctx.run_id));
     job.rooms = 1;
     job.track_seq = true;
+    if a.resume {
+        // Never drop by themselves (a zero mean hold): only the servers end connections.
+        job.cycle = Some(Cycle { mean_hold_ms: 0, resume: true, abrupt: true });
+    }
     let room = format!("{}0", job.room_prefix);
     let fleet = ctx.launch(job, None).await?;
     let procs = fleet.procs;
@@ -784,7 +794,7 @@ pub async fn server_publish(a: ServerPublishArgs) -> anyhow::Result<Report> {
     let m1 = ctx.monitor.mark();
     let res = fleet.stop().await?;
     let mut r = ctx.base(
-        json!({"conns": a.conns, "concurrency": lanes, "rate": a.rate, "duration_s": a.duration, "size": a.size}),
+        json!({"conns": a.conns, "concurrency": lanes, "rate": a.rate, "duration_s": a.duration, "size": a.size, "resume": a.resume}),
         &res,
         a.conns,
         procs,
@@ -803,6 +813,14 @@ pub async fn server_publish(a: ServerPublishArgs) -> anyhow::Result<Report> {
         deliveries_per_s: per_s(s1.delivered.saturating_sub(s0.delivered)),
         request_us: Pcts::of(&ps.ack.hist()),
     });
+    if a.resume {
+        r.resume = Some(Resume {
+            drops: res.dropped,
+            resumes: res.resumes,
+            recovered: res.recovered,
+            recovered_ratio: if res.resumes > 0 { res.recovered as f64 / res.resumes as f64 } else { 0.0 },
+        });
+    }
     r.delivery = Some(delivery(&res, &ps, lanes, r.window_s, true));
     ctx.finish(r)
 }

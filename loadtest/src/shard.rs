@@ -38,7 +38,8 @@ pub enum Mode {
 /// Reconnection behaviour of `Mode::Cycle`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Cycle {
-    /// Mean of the exponentially distributed time a connection lives.
+    /// Mean of the exponentially distributed time a connection lives; 0: it never drops
+    /// by itself (only the server ends it).
     pub mean_hold_ms: u64,
     /// Reconnect with `auth.resume` (SPEC 3.7) and count recovered sessions.
     pub resume: bool,
@@ -686,7 +687,7 @@ async fn hold_conn(idx: u64, ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
             p.done.fetch_add(1, Relaxed);
         }
         session = Some(conn.session_id.clone());
-        let hold = ctx.job.cycle.map(|c| {
+        let hold = ctx.job.cycle.filter(|c| c.mean_hold_ms > 0).map(|c| {
             let u: f64 = rand::rng().random_range(0.0001..1.0);
             Duration::from_micros((-u.ln() * c.mean_hold_ms as f64 * 1000.0) as u64)
         });

@@ -9,8 +9,14 @@
 //! socket joins the socketioxide room `~r:<room>` before the room itself, and deliveries
 //! skip gated sockets and hand them the event through [`offer`], which buffers it while
 //! the history is read. [`finish`] then emits the history, then the buffer, both
-//! deduplicated by offset, and lifts the gate under the same lock `offer` takes, so each
-//! event reaches the socket exactly once.
+//! deduplicated by offset. The gate stays up until the live feed has caught up with the
+//! history: the stream the history comes from can be ahead of the live feed this node
+//! receives (under load, by hundreds of milliseconds), and an event replayed from history
+//! must not arrive again live. So `offer` keeps deduplicating, and lifts the gate when an
+//! event at or past the newest offset the history knew arrives. It does so from inside
+//! the delivery of that event — deliveries of one room are sequential — so no later event
+//! can be broadcast between the gate coming down and the socket being back in the room:
+//! each event reaches the socket exactly once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,7 +33,7 @@ use crate::deliver::event_meta;
 
 /// Most rooms a resume may name, and most events replayed per room.
 const MAX_ROOMS: usize = 256;
-const MAX_REPLAY: usize = 1000;
+const MAX_REPLAY: usize = 10_000;
 /// Session ids are 32 hex characters; anything much longer is not one of ours.
 const MAX_SESSION_BYTES: usize = 64;
 
@@ -76,6 +82,8 @@ pub struct RoomReplay {
     /// The newest offset emitted to the socket in this room.
     last: u64,
     done: bool,
+    /// Once the history is out: the live event at or past this offset lifts the gate.
+    lift_at: u64,
 }
 
 /// The socketioxide room of sockets whose history of `room` is still being replayed.
@@ -106,13 +114,19 @@ pub fn offer(conn: &Conn, s: &SocketRef, m: &Arc<Message>) {
                 emit(s, m);
                 r.last = m.offset;
             }
+            // Presence events carry no offset and lift nothing.
+            if m.offset != 0 && m.offset >= r.lift_at {
+                replay.remove(&m.room);
+                s.leave(gate_room(&m.room));
+            }
         }
         None => emit(s, m),
     }
 }
 
-/// Emits the history, then what arrived meanwhile, each event once, and lifts the gate.
-fn finish(conn: &Conn, s: &SocketRef, room: &str, history: &[Message]) {
+/// Emits the history, then what arrived meanwhile, each event once; the gate comes down
+/// once the live feed reaches `newest` (see the module's documentation).
+fn finish(conn: &Conn, s: &SocketRef, room: &str, history: &[Message], newest: u64) {
     let mut replay = conn.replay.lock();
     let r = replay.entry(room.to_string()).or_default();
     let mut last = r.last;
@@ -130,7 +144,7 @@ fn finish(conn: &Conn, s: &SocketRef, room: &str, history: &[Message]) {
     }
     r.last = last;
     r.done = true;
-    s.leave(gate_room(room));
+    r.lift_at = newest.max(last).max(1);
 }
 
 /// Drops a room's gate (the socket left the room).
@@ -186,9 +200,9 @@ pub async fn start(inner: &Arc<Inner>, s: &SocketRef, conn: &Arc<Conn>) {
     let _ = s.emit("session", &json!({"id": id, "recovered": recovered}));
     if recovered {
         // The history was read with the gates up; now emit it and lift them.
-        let pending: Vec<(String, Vec<Message>)> = std::mem::take(&mut *conn.pending_history.lock());
-        for (room, history) in pending {
-            finish(conn, s, &room, &history);
+        let pending = std::mem::take(&mut *conn.pending_history.lock());
+        for (room, history, newest) in pending {
+            finish(conn, s, &room, &history, newest);
         }
     }
 }
@@ -196,7 +210,10 @@ pub async fn start(inner: &Arc<Inner>, s: &SocketRef, conn: &Arc<Conn>) {
 async fn try_resume(inner: &Arc<Inner>, s: &SocketRef, conn: &Arc<Conn>, r: Resume) -> bool {
     let rec = match inner.store.get_session(&conn.tenant, &r.session).await {
         Ok(Some(rec)) => rec,
-        Ok(None) => return false,
+        Ok(None) => {
+            tracing::debug!(tenant = conn.tenant, "resume: no such session");
+            return false;
+        }
         Err(e) => {
             tracing::warn!(tenant = conn.tenant, error = %e, "session lookup failed; starting fresh");
             return false;
@@ -208,19 +225,25 @@ async fn try_resume(inner: &Arc<Inner>, s: &SocketRef, conn: &Arc<Conn>, r: Resu
     };
     // Another user's session, or rooms the new credential no longer grants: fresh start.
     if rec.sub != sub || !caps_ok || rec.rooms.len() > MAX_ROOMS {
+        tracing::debug!(tenant = conn.tenant, "resume: another user's session or rooms no longer granted");
         return false;
     }
     let mut histories = Vec::new();
     let mut complete = true;
     for (room, since) in &rec.rooms {
         let after = r.offsets.get(room).copied().unwrap_or(*since).max(*since);
-        if join_gated(inner, s, conn, room, *since).await.is_err() {
+        if let Err(e) = join_gated(inner, s, conn, room, *since).await {
+            tracing::debug!(tenant = conn.tenant, room, code = e.code(), "resume: rejoining failed");
             complete = false;
             break;
         }
         match inner.bus.history(&conn.tenant, room, after, MAX_REPLAY).await {
-            Ok(h) if h.complete => histories.push((room.clone(), h.messages)),
-            Ok(_) => {
+            Ok(h) if h.complete => {
+                let newest = h.messages.last().map_or(h.last, |m| m.offset.max(h.last));
+                histories.push((room.clone(), h.messages, newest));
+            }
+            Ok(h) => {
+                tracing::debug!(tenant = conn.tenant, room, after, got = h.messages.len(), "resume: history incomplete");
                 complete = false;
                 break;
             }
