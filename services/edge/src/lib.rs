@@ -128,9 +128,8 @@ impl Edge {
         deliver::spawn_stats_flush(inner.clone());
         // Outermost, so that socketioxide only ever sees request heads that own their
         // memory (see `http::own_head`).
-        let router = http::router(inner.clone())
-            .layer(layer)
-            .layer(axum::middleware::map_request(http::own_head));
+        let router =
+            http::router(inner.clone()).layer(layer).layer(axum::middleware::map_request(http::own_head));
         (Edge { inner, io }, router)
     }
 
