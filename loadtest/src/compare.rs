@@ -60,6 +60,8 @@ fn metrics() -> Vec<Metric> {
         ("delivery p99", "ms", true, |r| r.delivery.as_ref().map(|d| d.latency_us.p99 as f64 / 1e3)),
         ("delivery p99.9", "ms", true, |r| r.delivery.as_ref().map(|d| d.latency_us.p999 as f64 / 1e3)),
         ("deliveries/s", "1/s", false, |r| r.delivery.as_ref().map(|d| d.throughput_per_s)),
+        ("server CPU per million deliveries", "CPU-s", true, |r| r.server_cpu_s_per_million()),
+        ("deliveries/s per server core", "1/s", false, |r| r.server_cpu_s_per_million().map(|c| 1e6 / c)),
         ("loss", "%", true, |r| {
             r.delivery.as_ref().filter(|d| d.loss_applicable).map(|d| d.loss_ratio * 100.0)
         }),

@@ -179,6 +179,16 @@ fn map(m: &BTreeMap<String, u64>) -> String {
 }
 
 impl Report {
+    /// Server CPU time (seconds, summed over its processes) spent per million deliveries
+    /// in the measured window: the cost of fan-out independent of how fast the generator
+    /// published, and comparable between targets even when neither is saturated.
+    pub fn server_cpu_s_per_million(&self) -> Option<f64> {
+        let d = self.delivery.as_ref()?;
+        let s = self.server.as_ref()?;
+        (d.delivered > 0 && self.window_s > 0.0)
+            .then(|| s.usage.cpu_percent / 100.0 * self.window_s / (d.delivered as f64 / 1e6))
+    }
+
     /// The summary table printed at the end of a run.
     pub fn table(&self) -> String {
         let mut t: Vec<(String, String)> = Vec::new();
@@ -236,7 +246,11 @@ impl Report {
             } else {
                 t.push(("delivered".into(), format!("{} (loss not tracked: receivers churn)", d.delivered)));
             }
-            t.push(("throughput".into(), format!("{:.0} deliveries/s", d.throughput_per_s)));
+            let cost = self
+                .server_cpu_s_per_million()
+                .map(|c| format!(" · server {c:.2} CPU-s per million deliveries"))
+                .unwrap_or_default();
+            t.push(("throughput".into(), format!("{:.0} deliveries/s{cost}", d.throughput_per_s)));
             pcts_row(&mut t, "delivery latency", &d.latency_us);
             pcts_row(&mut t, "publish ack latency", &d.ack_latency_us);
         }

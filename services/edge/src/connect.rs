@@ -218,23 +218,13 @@ pub async fn on_connect(s: SocketRef, State(inner): State<Arc<Inner>>) {
         let _ = s.disconnect();
         return;
     };
-    let (sub, exp) = {
-        let id = conn.identity.read();
-        (id.sub.clone(), id.exp)
-    };
-    s.join(user_room(&sub));
+    let exp = conn.identity.read().exp;
     inner.expiry.schedule(exp, s.ns(), s.id);
     inner.metrics.connections.get_or_create(&telemetry::tenant(&conn.tenant)).inc();
     // The connect handler holds the socket's first turn: events the client sent right
     // after the ack wait until the session is set up (or resumed).
     let (conn, _turn) = conn.first_turn().turn().await;
     crate::resume::start(&inner, &s, &conn).await;
-}
-
-/// The socketioxide room holding every socket of one user on this node, for kicks.
-/// `~` is not a room character, so it cannot collide with a client's room.
-pub fn user_room(sub: &str) -> String {
-    format!("~u:{sub}")
 }
 
 async fn on_disconnect(s: SocketRef, State(inner): State<Arc<Inner>>, _reason: DisconnectReason) {

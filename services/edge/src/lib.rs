@@ -131,7 +131,10 @@ impl Edge {
         expiry::spawn(inner.clone(), io.clone());
         register::spawn(inner.clone(), io.clone());
         deliver::spawn_stats_flush(inner.clone());
-        let router = http::router(inner.clone()).layer(layer);
+        // Outermost, so that socketioxide only ever sees request heads that own their
+        // memory (see `http::own_head`).
+        let router =
+            http::router(inner.clone()).layer(layer).layer(axum::middleware::map_request(http::own_head));
         (Edge { inner, io }, router)
     }
 
