@@ -21,10 +21,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bus::Message;
 use serde_json::{Value, json};
 use socketioxide::extract::SocketRef;
+use socketioxide::{SendError, SocketError};
 use state::SessionRecord;
 
 use crate::Inner;
@@ -124,27 +126,58 @@ pub fn offer(conn: &Conn, s: &SocketRef, m: &Arc<Message>) {
     }
 }
 
+/// How long a replay waits for the socket's outgoing queue to make room before it gives
+/// up on a client that is not reading.
+const REPLAY_STALL: Duration = Duration::from_secs(10);
+
+/// Emits one replayed event, waiting while the socket's outgoing queue is full: a replay
+/// can be longer than the queue, and an event it cannot queue must not be skipped.
+/// `false` when the socket is gone or stalled.
+async fn emit_waiting(s: &SocketRef, m: &Message) -> bool {
+    let bus::Payload::Event { event, data } = &m.payload else { return true };
+    let deadline = tokio::time::Instant::now() + REPLAY_STALL;
+    loop {
+        match s.emit(event, &(data, event_meta(m))) {
+            Ok(()) => return true,
+            Err(SendError::Socket(SocketError::InternalChannelFull))
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
 /// Emits the history, then what arrived meanwhile, each event once; the gate comes down
-/// once the live feed reaches `newest` (see the module's documentation).
-fn finish(conn: &Conn, s: &SocketRef, room: &str, history: &[Message], newest: u64) {
-    let mut replay = conn.replay.lock();
-    let r = replay.entry(room.to_string()).or_default();
-    let mut last = r.last;
-    for m in history {
-        if m.offset > last {
-            emit(s, m);
-            last = m.offset;
+/// once the live feed reaches `newest` (see the module's documentation). Live events keep
+/// going to the buffer until it is empty, so the lock is never held across a wait.
+async fn finish(conn: &Conn, s: &SocketRef, room: &str, history: Vec<Message>, newest: u64) {
+    let mut last = conn.replay.lock().get(room).map_or(0, |r| r.last);
+    let mut batch: Vec<Arc<Message>> = history.into_iter().map(Arc::new).collect();
+    loop {
+        for m in &batch {
+            if m.offset > last {
+                if !emit_waiting(s, m).await {
+                    // The client stopped reading: close it rather than leave a gap; it
+                    // resumes from the last offset it saw.
+                    tracing::debug!(sid = %s.id, "replay stalled; disconnecting");
+                    let _ = s.clone().disconnect();
+                    return;
+                }
+                last = m.offset;
+            }
         }
-    }
-    for m in std::mem::take(&mut r.buffer) {
-        if m.offset > last {
-            emit(s, &m);
-            last = m.offset;
+        let mut replay = conn.replay.lock();
+        let Some(r) = replay.get_mut(room) else { return };
+        if r.buffer.is_empty() {
+            r.last = last;
+            r.done = true;
+            r.lift_at = newest.max(last).max(1);
+            return;
         }
+        batch = std::mem::take(&mut r.buffer);
     }
-    r.last = last;
-    r.done = true;
-    r.lift_at = newest.max(last).max(1);
 }
 
 /// Drops a room's gate (the socket left the room).
@@ -202,7 +235,7 @@ pub async fn start(inner: &Arc<Inner>, s: &SocketRef, conn: &Arc<Conn>) {
         // The history was read with the gates up; now emit it and lift them.
         let pending = std::mem::take(&mut *conn.pending_history.lock());
         for (room, history, newest) in pending {
-            finish(conn, s, &room, &history, newest);
+            finish(conn, s, &room, history, newest).await;
         }
     }
 }
