@@ -305,7 +305,7 @@ for entry in "${SUITE[@]}"; do
     gen=$!
     if [ "$name" = rolling ]; then
       # Let the subscribers connect and the publishing start, then roll every edge.
-      wait_line "$RES/$name-$target.log" 'publishing through' 60 && sleep 2 && roll_edges
+      [ -n "${NO_ROLL:-}" ] || { wait_line "$RES/$name-$target.log" "publishing through" 60 && sleep 2 && roll_edges; }
     fi
     if wait "$gen"; then
       grep -v '^\[' "$RES/$name-$target.log" >&2 || true

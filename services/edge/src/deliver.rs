@@ -123,6 +123,7 @@ impl Sink for EdgeSink {
                 if local == 0 {
                     return;
                 }
+                self.inner.recent.record(&msg);
                 // The publisher's own socket, when it is here and did not ask for echo:
                 // broadcasting from it excludes it.
                 let sender = (!msg.echo)

@@ -171,10 +171,11 @@ async fn leave_local(inner: &Arc<Inner>, s: &SocketRef, conn: &Conn, room: &str)
     s.leave(room.to_string());
     s.leave(presence_room(room));
     crate::resume::abandon(conn, s, room);
-    if inner.rooms.leave(&conn.tenant, room)
-        && let Err(e) = inner.bus.set_interest(&conn.tenant, room, false).await
-    {
-        tracing::warn!(tenant = conn.tenant, error = %e, "bus interest failed");
+    if inner.rooms.leave(&conn.tenant, room) {
+        inner.recent.forget(&conn.tenant, room);
+        if let Err(e) = inner.bus.set_interest(&conn.tenant, room, false).await {
+            tracing::warn!(tenant = conn.tenant, error = %e, "bus interest failed");
+        }
     }
 }
 

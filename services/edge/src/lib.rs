@@ -15,6 +15,7 @@ mod expiry;
 mod http;
 mod jwks;
 mod limits;
+mod recent;
 mod register;
 mod resume;
 mod tenants;
@@ -69,6 +70,8 @@ pub(crate) struct Inner {
     pub tenants: tenants::TenantCache,
     pub expiry: expiry::ExpiryQueue,
     pub rooms: deliver::LocalRooms,
+    /// The newest events of rooms this node receives, for resumes (see `recent`).
+    pub recent: recent::Recent,
     pub stats: deliver::StatsBuffer,
     pub limits: limits::HandshakeLimits,
     pub draining: AtomicBool,
@@ -101,6 +104,7 @@ impl Edge {
             metrics,
             expiry: expiry::ExpiryQueue::default(),
             rooms: deliver::LocalRooms::default(),
+            recent: recent::Recent::default(),
             stats: deliver::StatsBuffer::default(),
             draining: AtomicBool::new(false),
             reregister: AtomicBool::new(false),

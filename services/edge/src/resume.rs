@@ -152,8 +152,10 @@ async fn emit_waiting(s: &SocketRef, m: &Message) -> bool {
 /// Emits the history, then what arrived meanwhile, each event once; the gate comes down
 /// once the live feed reaches `newest` (see the module's documentation). Live events keep
 /// going to the buffer until it is empty, so the lock is never held across a wait.
-async fn finish(conn: &Conn, s: &SocketRef, room: &str, history: Vec<Message>, newest: u64) {
-    let mut last = conn.replay.lock().get(room).map_or(0, |r| r.last);
+async fn finish(conn: &Conn, s: &SocketRef, room: &str, history: Vec<Message>, after: u64, newest: u64) {
+    // The client saw everything up to `after`; the live feed of this node may still bring
+    // some of it (it can lag behind the node the client came from): not again.
+    let mut last = conn.replay.lock().get(room).map_or(0, |r| r.last).max(after);
     let mut batch: Vec<Arc<Message>> = history.into_iter().map(Arc::new).collect();
     loop {
         for m in &batch {
@@ -234,8 +236,8 @@ pub async fn start(inner: &Arc<Inner>, s: &SocketRef, conn: &Arc<Conn>) {
     if recovered {
         // The history was read with the gates up; now emit it and lift them.
         let pending = std::mem::take(&mut *conn.pending_history.lock());
-        for (room, history, newest) in pending {
-            finish(conn, s, &room, history, newest).await;
+        for (room, history, after, newest) in pending {
+            finish(conn, s, &room, history, after, newest).await;
         }
     }
 }
@@ -270,10 +272,15 @@ async fn try_resume(inner: &Arc<Inner>, s: &SocketRef, conn: &Arc<Conn>, r: Resu
             complete = false;
             break;
         }
+        // From memory when this node holds everything after `after` (see `recent`).
+        if let Some(f) = inner.recent.since(&conn.tenant, room, after) {
+            histories.push((room.clone(), f.messages, after, f.newest));
+            continue;
+        }
         match inner.bus.history(&conn.tenant, room, after, MAX_REPLAY).await {
             Ok(h) if h.complete => {
                 let newest = h.messages.last().map_or(h.last, |m| m.offset.max(h.last));
-                histories.push((room.clone(), h.messages, newest));
+                histories.push((room.clone(), h.messages, after, newest));
             }
             Ok(h) => {
                 tracing::debug!(tenant = conn.tenant, room, after, got = h.messages.len(), "resume: history incomplete");
