@@ -15,9 +15,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::SocketRef;
 use bus::Message;
 use serde_json::{Value, json};
-use socketioxide::extract::SocketRef;
 use state::SessionRecord;
 
 use crate::Inner;
