@@ -193,9 +193,10 @@ pub fn responses_subject(ns: &str, uid: &str) -> String {
     format!("sb.io.{}.res.{}", namespace_token(ns), escape_room(uid))
 }
 
-/// The answer to `init`: runs by itself when spawned (dynamic namespaces), or can be
-/// awaited. It subscribes the namespace's subjects before the namespace takes sockets.
-#[must_use = "the namespace exists only once this ran: await or spawn it"]
+/// The answer to `init`: joins the namespace to the cluster (subscribes its subjects, then
+/// announces it). socketioxide spawns it for dynamic namespaces; for a static one, await
+/// or spawn it.
+#[must_use = "the namespace joins the cluster only once this ran: await or spawn it"]
 pub struct InitRes(Option<Pin<Box<dyn Future<Output = ()> + Send>>>);
 
 impl Future for InitRes {
@@ -488,17 +489,19 @@ impl<E: SocketEmitter> CoreAdapter<E> for NatsAdapter<E> {
     }
 
     fn init(self: Arc<Self>, on_success: impl FnOnce() + Send + 'static) -> InitRes {
+        // The namespace takes sockets at once. Joining the cluster afterwards loses
+        // nothing: the other nodes count this one only from its first heartbeat, which it
+        // sends once subscribed. Waiting instead would let two first connections to a
+        // dynamic namespace each create it, the second replacing the first with its socket.
+        on_success();
         if self.remote.is_none() {
-            on_success();
             return InitRes(None);
         }
         InitRes(Some(Box::pin(async move {
-            // Without NATS the namespace still serves this node's sockets: better than
-            // refusing every connection while the bus is away.
+            // Without NATS the namespace still serves this node's sockets.
             if let Err(e) = self.start().await {
                 tracing::warn!(ns = %self.local.path(), error = %e, "the adapter could not join the cluster");
             }
-            on_success();
         })))
     }
 

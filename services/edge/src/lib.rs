@@ -133,9 +133,7 @@ impl Edge {
                 tracing::error!(error = %e, "registering a namespace pattern failed");
             }
         }
-        // With NATS the root namespace's adapter subscribes in the background; until then
-        // (a moment at start-up, before the listener serves) "/" is unknown, which a
-        // client is refused either way.
+        // The root namespace exists at once; its adapter joins the cluster in the background.
         io.ns("/", connect::never.with(connect::not_a_tenant)).spawn();
         bus.attach(Arc::new(deliver::EdgeSink { inner: inner.clone(), io: io.clone() }));
         expiry::spawn(inner.clone(), io.clone());
