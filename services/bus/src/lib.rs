@@ -7,6 +7,7 @@
 //! crate assigns message ids and per-room offsets; it does not know Socket.IO, and it
 //! decides nothing about who may publish (that is `policy`, applied by the edge).
 
+pub mod adapter;
 mod local;
 mod nats;
 
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use adapter::{AdapterConfig, AdapterState, NatsAdapter};
 pub use local::LocalBus;
 pub use nats::{NODE_TIMEOUT, NatsBus, NatsConfig, STREAM, decode_control, decode_room, escape_room};
 

@@ -213,6 +213,16 @@ impl NatsBus {
         Ok(bus)
     }
 
+    /// What socketioxide's cross-node adapter needs, over this bus's connection: one NATS
+    /// connection per process.
+    pub fn adapter_state(&self) -> crate::AdapterState {
+        crate::AdapterState::nats(
+            self.client.clone(),
+            self.cfg.node_id.clone(),
+            crate::AdapterConfig::default(),
+        )
+    }
+
     async fn ensure_stream(&self) -> Result<(), BusError> {
         let config = jetstream::stream::Config {
             name: STREAM.into(),

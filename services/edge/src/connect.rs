@@ -4,10 +4,11 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use crate::SocketIo;
+use crate::SocketRef;
 use policy::{Credential, HandshakeRequest, Identity, Refusal};
 use serde_json::Value;
-use socketioxide::SocketIo;
-use socketioxide::extract::{SocketRef, State, TryData};
+use socketioxide::extract::{State, TryData};
 use socketioxide::socket::DisconnectReason;
 use state::{ConnRecord, random_token};
 

@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::SocketIo;
+use crate::SocketRef;
 use async_trait::async_trait;
 use bus::{Control, Message, Payload, Sink};
 use parking_lot::Mutex;
 use serde_json::json;
-use socketioxide::SocketIo;
-use socketioxide::extract::SocketRef;
 use state::StatsDelta;
 
 use crate::Inner;

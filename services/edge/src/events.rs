@@ -4,10 +4,11 @@
 
 use std::sync::Arc;
 
+use crate::{AckSender, SocketRef};
 use bus::{Payload, Publish};
 use policy::{EventError, Right};
 use serde_json::{Value, json};
-use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+use socketioxide::extract::{State, TryData};
 
 use crate::Inner;
 use crate::conn::{Conn, Ordered};

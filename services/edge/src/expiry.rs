@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::SocketIo;
 use parking_lot::Mutex;
-use socketioxide::SocketIo;
 use socketioxide::socket::Sid;
 
 use crate::Inner;

@@ -24,13 +24,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bus::Bus;
-use socketioxide::SocketIo;
+use bus::{AdapterState, Bus};
 use socketioxide::handler::ConnectHandler;
 use state::Store;
 use telemetry::Metrics;
 
 pub use conn::Conn;
+
+/// The one adapter type of every edge: socketioxide's cross-node operators over NATS, or
+/// its local adapter when [`AdapterState::local`] is given.
+pub type Adapter = bus::NatsAdapter<socketioxide::adapter::Emitter>;
+/// The edge's Socket.IO server.
+pub type SocketIo = socketioxide::SocketIo<Adapter>;
+pub(crate) type SocketRef = socketioxide::extract::SocketRef<Adapter>;
+pub(crate) type AckSender = socketioxide::extract::AckSender<Adapter>;
 
 /// How one edge node runs.
 #[derive(Debug, Clone)]
@@ -88,11 +95,14 @@ pub struct Edge {
 
 impl Edge {
     /// Builds the edge and its axum router. Background tasks (expiry, stats flush) are
-    /// spawned on the current Tokio runtime.
+    /// spawned on the current Tokio runtime. `adapter` gives socketioxide's operators
+    /// (`fetch_sockets`, `rooms`, `to(..).emit`, ...) their reach: every node over NATS
+    /// (`NatsBus::adapter_state`), or this one ([`AdapterState::local`]).
     pub fn new(
         cfg: EdgeConfig,
         store: Arc<dyn Store>,
         bus: Arc<dyn Bus>,
+        adapter: AdapterState,
         metrics: Arc<Metrics>,
     ) -> (Edge, axum::Router) {
         let inner = Arc::new(Inner {
@@ -109,7 +119,8 @@ impl Edge {
             draining: AtomicBool::new(false),
             reregister: AtomicBool::new(false),
         });
-        let (layer, io) = SocketIo::builder()
+        let (layer, io) = socketioxide::SocketIo::builder()
+            .with_adapter::<Adapter>(adapter)
             .with_state(inner.clone())
             .max_payload(inner.cfg.max_payload_bytes)
             .ws_max_message_size(inner.cfg.max_payload_bytes as usize)
@@ -130,7 +141,8 @@ impl Edge {
                 tracing::error!(error = %e, "registering a namespace pattern failed");
             }
         }
-        io.ns("/", connect::never.with(connect::not_a_tenant));
+        // The root namespace exists at once; its adapter joins the cluster in the background.
+        io.ns("/", connect::never.with(connect::not_a_tenant)).spawn();
         bus.attach(Arc::new(deliver::EdgeSink { inner: inner.clone(), io: io.clone() }));
         expiry::spawn(inner.clone(), io.clone());
         register::spawn(inner.clone(), io.clone());
@@ -160,6 +172,13 @@ impl Edge {
             }
             tokio::time::sleep(period / batches as u32).await;
         }
+    }
+
+    /// The Socket.IO server: its operators (`io.of("/tenant")?.fetch_sockets()`,
+    /// `.rooms()`, `.to(room).emit(..)`, `.disconnect()`, ...) reach every node. The edge's
+    /// own deliveries stay `.local()`: room messages travel the bus.
+    pub fn io(&self) -> &SocketIo {
+        &self.io
     }
 
     /// Open sockets on this node.

@@ -13,12 +13,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use socketioxide::SocketIo;
-use socketioxide::extract::SocketRef;
 use state::{ConnRecord, StoreError};
 
-use crate::Inner;
 use crate::conn::conn_of;
+use crate::{Inner, SocketIo, SocketRef};
 
 /// How often a pending re-registration is retried while the store is still down.
 const RETRY: Duration = Duration::from_secs(1);

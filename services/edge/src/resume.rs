@@ -23,9 +23,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::SocketRef;
 use bus::Message;
 use serde_json::{Value, json};
-use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketError};
 use state::SessionRecord;
 
@@ -283,7 +283,13 @@ async fn try_resume(inner: &Arc<Inner>, s: &SocketRef, conn: &Arc<Conn>, r: Resu
                 histories.push((room.clone(), h.messages, after, newest));
             }
             Ok(h) => {
-                tracing::debug!(tenant = conn.tenant, room, after, got = h.messages.len(), "resume: history incomplete");
+                tracing::debug!(
+                    tenant = conn.tenant,
+                    room,
+                    after,
+                    got = h.messages.len(),
+                    "resume: history incomplete"
+                );
                 complete = false;
                 break;
             }

@@ -15,7 +15,7 @@ pub const DEMO_TENANT: &str = "demo";
 pub const DEMO_KID: &str = "demo-hs256";
 
 pub async fn run(cfg: DevConfig) -> anyhow::Result<()> {
-    let (store, bus) =
+    let (store, bus, adapter) =
         backends(cfg.redis_url.as_ref(), cfg.state_liveness, &cfg.edge.node_id, cfg.nats.clone()).await?;
     let metrics = Metrics::shared();
     let now = bus::now_ms() / 1000;
@@ -32,7 +32,8 @@ pub async fn run(cfg: DevConfig) -> anyhow::Result<()> {
     let admin_listener = bind(cfg.admin_addr, "the admin API").await?;
     let edge_addr = edge_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
-    let (edge, edge_router) = edge::Edge::new(cfg.edge.clone(), store.clone(), bus.clone(), metrics.clone());
+    let (edge, edge_router) =
+        edge::Edge::new(cfg.edge.clone(), store.clone(), bus.clone(), adapter, metrics.clone());
     let admin_router =
         admin::router(admin::AdminState { store, bus, metrics, admin_token: cfg.admin_token.clone() });
 

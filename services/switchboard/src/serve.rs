@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
-use bus::{Bus, LocalBus};
+use bus::{AdapterState, Bus, LocalBus};
 use policy::Secret;
 use state::{MemoryStore, Store};
 use telemetry::Metrics;
@@ -13,14 +13,15 @@ use tokio::net::TcpListener;
 
 use crate::config::{AdminConfig, EdgeConfig};
 
-/// The store and bus a node uses: Redis and NATS when configured, else in-memory state and
-/// local fan-out (one node).
+/// The store, bus and Socket.IO adapter state a node uses: Redis and NATS when configured,
+/// else in-memory state, local fan-out and the local adapter (one node). The adapter shares
+/// the bus's NATS connection.
 pub async fn backends(
     redis: Option<&Secret>,
     liveness: Duration,
     node_id: &str,
     nats: Option<bus::NatsConfig>,
-) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn Bus>)> {
+) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn Bus>, AdapterState)> {
     let store: Arc<dyn Store> = match redis {
         Some(url) => {
             let mut opts = state::RedisOptions::new(node_id);
@@ -35,16 +36,17 @@ pub async fn backends(
         }
         None => Arc::new(MemoryStore::new()),
     };
-    let bus: Arc<dyn Bus> = match nats {
+    let (bus, adapter): (Arc<dyn Bus>, AdapterState) = match nats {
         Some(cfg) => {
             let url = cfg.url.clone();
             let b = bus::NatsBus::connect(cfg).await.map_err(|e| anyhow::anyhow!("NATS at {url}: {e}"))?;
             tracing::info!(url, "connected to NATS");
-            Arc::new(b)
+            let adapter = b.adapter_state();
+            (Arc::new(b), adapter)
         }
-        None => Arc::new(LocalBus::new()),
+        None => (Arc::new(LocalBus::new()), AdapterState::local()),
     };
-    Ok((store, bus))
+    Ok((store, bus, adapter))
 }
 
 /// Listens on `addr` with a deep accept queue: a handshake storm must not overflow it,
@@ -111,11 +113,11 @@ pub async fn serve_until(
 }
 
 pub async fn edge(cfg: EdgeConfig) -> anyhow::Result<()> {
-    let (store, bus) =
+    let (store, bus, adapter) =
         backends(cfg.redis_url.as_ref(), cfg.state_liveness, &cfg.edge.node_id, cfg.nats.clone()).await?;
     let metrics = Metrics::shared();
     let listener = bind(cfg.edge_addr, "the edge").await?;
-    let (edge, router) = edge::Edge::new(cfg.edge.clone(), store, bus.clone(), metrics);
+    let (edge, router) = edge::Edge::new(cfg.edge.clone(), store, bus.clone(), adapter, metrics);
     tracing::info!(addr = %listener.local_addr()?, node = cfg.edge.node_id, "edge listening");
     let drain = cfg.drain;
     serve_until(listener, router, async move {
@@ -128,7 +130,8 @@ pub async fn edge(cfg: EdgeConfig) -> anyhow::Result<()> {
 }
 
 pub async fn admin(cfg: AdminConfig) -> anyhow::Result<()> {
-    let (store, bus) =
+    // The admin API speaks no Socket.IO: it needs no adapter.
+    let (store, bus, _) =
         backends(cfg.redis_url.as_ref(), cfg.state_liveness, &cfg.node_id, cfg.nats.clone()).await?;
     let metrics = Metrics::shared();
     let listener = bind(cfg.admin_addr, "the admin API").await?;
