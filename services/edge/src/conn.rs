@@ -34,9 +34,7 @@ pub struct Conn {
     /// Rooms whose history is being replayed to this socket: live messages wait here.
     pub replay: Mutex<HashMap<String, crate::resume::RoomReplay>>,
     /// History read for a resume, emitted right after the `session` event.
-    /// Each with the client's last offset and the newest offset the room had when its
-    /// history was read.
-    pub pending_history: Mutex<Vec<(String, Vec<bus::Message>, u64, u64)>>,
+    pub pending_history: Mutex<Vec<crate::resume::Pending>>,
     /// Event ordering: each incoming event takes a number in arrival order and runs when
     /// all events before it have finished, because socketioxide runs each handler as its
     /// own task and would otherwise let a later publish overtake an earlier one.

@@ -24,9 +24,12 @@ const PER_ROOM: usize = 256;
 /// Events older than this (milliseconds) are dropped when the room gets a new one.
 const MAX_AGE_MS: i64 = 60_000;
 
+/// (tenant, room) → its newest events, oldest first.
+type Rooms = HashMap<(String, String), VecDeque<Arc<Message>>>;
+
 #[derive(Default)]
 pub struct Recent {
-    rooms: Mutex<HashMap<(String, String), VecDeque<Arc<Message>>>>,
+    rooms: Mutex<Rooms>,
 }
 
 /// What [`Recent::since`] found: every event after the offset asked for, and the newest

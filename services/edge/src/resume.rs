@@ -77,6 +77,16 @@ impl Resume {
     }
 }
 
+/// A room's history read for a resume, waiting to be emitted after the `session` event.
+pub struct Pending {
+    room: String,
+    history: Vec<Message>,
+    /// The last offset the client saw.
+    after: u64,
+    /// The room's newest offset when the history was read.
+    newest: u64,
+}
+
 /// A room whose history is being replayed to one socket.
 #[derive(Debug, Default)]
 pub struct RoomReplay {
@@ -236,8 +246,8 @@ pub async fn start(inner: &Arc<Inner>, s: &SocketRef, conn: &Arc<Conn>) {
     if recovered {
         // The history was read with the gates up; now emit it and lift them.
         let pending = std::mem::take(&mut *conn.pending_history.lock());
-        for (room, history, after, newest) in pending {
-            finish(conn, s, &room, history, after, newest).await;
+        for p in pending {
+            finish(conn, s, &p.room, p.history, p.after, p.newest).await;
         }
     }
 }
@@ -274,13 +284,13 @@ async fn try_resume(inner: &Arc<Inner>, s: &SocketRef, conn: &Arc<Conn>, r: Resu
         }
         // From memory when this node holds everything after `after` (see `recent`).
         if let Some(f) = inner.recent.since(&conn.tenant, room, after) {
-            histories.push((room.clone(), f.messages, after, f.newest));
+            histories.push(Pending { room: room.clone(), history: f.messages, after, newest: f.newest });
             continue;
         }
         match inner.bus.history(&conn.tenant, room, after, MAX_REPLAY).await {
             Ok(h) if h.complete => {
                 let newest = h.messages.last().map_or(h.last, |m| m.offset.max(h.last));
-                histories.push((room.clone(), h.messages, after, newest));
+                histories.push(Pending { room: room.clone(), history: h.messages, after, newest });
             }
             Ok(h) => {
                 tracing::debug!(
