@@ -166,6 +166,22 @@ impl Sink for EdgeSink {
                             .inc_by(u64::from(n));
                         self.inner.stats.add(&msg.tenant, |s| s.messages_out += u64::from(n));
                     }
+                    // Sockets whose queue is full miss this event (socketioxide does not
+                    // say which): counted, and logged at debug because under overload it
+                    // happens for every message.
+                    Err(socketioxide::BroadcastError::Socket(errors)) => {
+                        let dropped = errors.len() as u64;
+                        let label = telemetry::tenant(&msg.tenant);
+                        self.inner.metrics.deliveries_dropped.get_or_create(&label).inc_by(dropped);
+                        let n = u64::from(local).saturating_sub(dropped);
+                        self.inner.metrics.messages_out.get_or_create(&label).inc_by(n);
+                        self.inner.stats.add(&msg.tenant, |s| s.messages_out += n);
+                        tracing::debug!(
+                            tenant = msg.tenant,
+                            dropped,
+                            "deliveries dropped: full socket queues"
+                        );
+                    }
                     Err(e) => tracing::warn!(tenant = msg.tenant, error = %e, "delivery failed"),
                 }
             }

@@ -66,6 +66,9 @@ pub struct Metrics {
     /// Room messages this node received from the bus, by tenant: with interest-based
     /// routing, a node without members of a room receives none of its messages.
     pub bus_received: Family<Labels, Counter>,
+    /// Deliveries a socket could not take because its outgoing queue was full (a client
+    /// far behind), by tenant: those events reach it only if it reconnects and resumes.
+    pub deliveries_dropped: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -85,6 +88,12 @@ impl Metrics {
         let sessions_ended = Family::<Labels, Counter>::default();
         let admin_requests = Family::<Labels, Counter>::default();
         let bus_received = Family::<Labels, Counter>::default();
+        let deliveries_dropped = Family::<Labels, Counter>::default();
+        registry.register(
+            "deliveries_dropped",
+            "Deliveries refused by a socket's full outgoing queue",
+            deliveries_dropped.clone(),
+        );
         registry.register("bus_received", "Room messages received from the bus", bus_received.clone());
         registry.register("connections", "Open Socket.IO connections", connections.clone());
         registry.register("handshakes", "Socket.IO handshakes by outcome and code", handshakes.clone());
@@ -103,6 +112,7 @@ impl Metrics {
             sessions_ended,
             admin_requests,
             bus_received,
+            deliveries_dropped,
         }
     }
 
