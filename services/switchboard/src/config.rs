@@ -378,3 +378,29 @@ impl CheckRole {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::{Cli, Command};
+
+    fn edge(args: &[&str]) -> anyhow::Result<super::EdgeConfig> {
+        let cli = Cli::try_parse_from([&["switchboard", "edge"], args].concat()).expect("parses");
+        match cli.command {
+            Command::Edge(a) => a.validate(),
+            _ => unreachable!("an edge command"),
+        }
+    }
+
+    #[test]
+    fn state_liveness_is_checked_and_carried() {
+        assert_eq!(edge(&[]).expect("defaults").state_liveness.as_secs(), 15);
+        assert_eq!(edge(&["--state-liveness-seconds", "2"]).expect("valid").state_liveness.as_secs(), 2);
+        for bad in ["0", "301"] {
+            let e = edge(&["--state-liveness-seconds", bad]).expect_err(bad).to_string();
+            assert!(e.contains("--state-liveness-seconds must be between 1 and 300"), "{e}");
+        }
+        assert!(Cli::try_parse_from(["switchboard", "edge", "--state-liveness-seconds", "-1"]).is_err());
+    }
+}
