@@ -3,7 +3,6 @@
 //! connected to each, and the operators called on one node's `Edge::io()`.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,46 +10,19 @@ use bus::{AdapterConfig, Bus, NatsBus, NatsConfig};
 use edge::{Edge, EdgeConfig};
 use futures_util::{SinkExt, StreamExt};
 use loadtest::sio::{self, Endpoint, Packet};
-use policy::{Algorithm, KeyMaterial, KeyRecord, Secret, TenantPolicy};
 use serde_json::json;
-use state::{MemoryStore, Store, Tenant};
+
 use telemetry::Metrics;
 use testkit::NatsServer;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-const TENANT: &str = "acme";
+mod common;
+use common::{TENANT, serve, store, token};
+
 const NS: &str = "/acme";
-const KID: &str = "k1";
-const SECRET: &str = "adapter-test-secret-adapter-test-secret";
 /// Far above what any test waits: a request that returns quickly did not wait for it.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A store holding the tenant and its HS256 key (each node has its own: the adapter does
-/// not use the store, and a node killed with its runtime must not take shared state along).
-async fn store() -> Arc<dyn Store> {
-    let store = MemoryStore::new();
-    let tenant =
-        Tenant { id: TENANT.into(), name: "Acme".into(), policy: TenantPolicy::default(), created_at: 0 };
-    store.create_tenant(tenant).await.expect("tenant");
-    let key = KeyRecord {
-        kid: KID.into(),
-        alg: Some("HS256".into()),
-        material: KeyMaterial::Hmac { secret: Secret::new(SECRET) },
-        created_at: 0,
-    };
-    store.add_key(TENANT, key).await.expect("key");
-    Arc::new(store)
-}
-
-fn token(sub: &str) -> String {
-    let now = bus::now_ms() / 1000;
-    let claims = json!({
-        "aud": TENANT, "sub": sub, "iat": now, "exp": now + 3600,
-        "caps": {"*": ["subscribe", "publish", "presence"]},
-    });
-    policy::mint_hmac(Algorithm::HS256, Some(KID), &Secret::new(SECRET), &claims).expect("token")
-}
 
 /// One edge node serving on a free port.
 struct Node {
@@ -69,11 +41,7 @@ async fn node(nats: &str, name: &str) -> Node {
     let bus: Arc<dyn Bus> = Arc::new(bus);
     let edge_cfg = EdgeConfig { node_id: name.into(), ..EdgeConfig::default() };
     let (edge, router) = Edge::new(edge_cfg, store().await, bus.clone(), adapter, Arc::new(Metrics::new()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await;
-    });
+    let port = serve(router).await;
     Node { edge, port, _bus: bus }
 }
 

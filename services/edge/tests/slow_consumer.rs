@@ -2,29 +2,20 @@
 //! take are counted (`switchboard_deliveries_dropped_total`), the other subscribers keep
 //! getting everything, and the edge neither blocks nor panics.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bus::{AdapterState, Bus, LocalBus, Payload, Publish};
 use edge::{Edge, EdgeConfig};
 use loadtest::sio::{self, Endpoint, Packet};
-use policy::{Algorithm, KeyMaterial, KeyRecord, Secret, TenantPolicy};
 use serde_json::json;
-use state::{MemoryStore, Store, Tenant};
+
 use telemetry::Metrics;
 
-const TENANT: &str = "acme";
-const KID: &str = "k1";
-const SECRET: &str = "slow-consumer-secret-slow-consumer-secret";
-const ROOM: &str = "firehose";
+mod common;
+use common::{TENANT, serve, store, token};
 
-fn token(sub: &str) -> String {
-    let now = bus::now_ms() / 1000;
-    let claims =
-        json!({"aud": TENANT, "sub": sub, "iat": now, "exp": now + 3600, "caps": {"*": ["subscribe"]}});
-    policy::mint_hmac(Algorithm::HS256, Some(KID), &Secret::new(SECRET), &claims).expect("token")
-}
+const ROOM: &str = "firehose";
 
 async fn subscribed(port: u16, sub: &str) -> sio::Conn {
     let ep = Endpoint::parse(&format!("http://127.0.0.1:{port}/{TENANT}")).expect("endpoint");
@@ -57,31 +48,11 @@ fn dropped(metrics: &Metrics) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_costs_only_its_own_deliveries() {
-    let store = MemoryStore::new();
-    let tenant =
-        Tenant { id: TENANT.into(), name: "Acme".into(), policy: TenantPolicy::default(), created_at: 0 };
-    store.create_tenant(tenant).await.expect("tenant");
-    let key = KeyRecord {
-        kid: KID.into(),
-        alg: Some("HS256".into()),
-        material: KeyMaterial::Hmac { secret: Secret::new(SECRET) },
-        created_at: 0,
-    };
-    store.add_key(TENANT, key).await.expect("key");
     let bus: Arc<dyn Bus> = Arc::new(LocalBus::new());
     let metrics = Arc::new(Metrics::new());
-    let (_edge, router) = Edge::new(
-        EdgeConfig::default(),
-        Arc::new(store),
-        bus.clone(),
-        AdapterState::local(),
-        metrics.clone(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await;
-    });
+    let (_edge, router) =
+        Edge::new(EdgeConfig::default(), store().await, bus.clone(), AdapterState::local(), metrics.clone());
+    let port = serve(router).await;
 
     // One subscriber that never reads again, one that reads everything.
     let _stalled = subscribed(port, "stalled").await;
