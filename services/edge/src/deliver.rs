@@ -157,15 +157,8 @@ impl Sink for EdgeSink {
                         crate::resume::offer(&c, &s, &msg);
                     }
                 }
-                match delivered {
-                    Ok(n) => {
-                        self.inner
-                            .metrics
-                            .messages_out
-                            .get_or_create(&telemetry::tenant(&msg.tenant))
-                            .inc_by(u64::from(n));
-                        self.inner.stats.add(&msg.tenant, |s| s.messages_out += u64::from(n));
-                    }
+                let n = match delivered {
+                    Ok(n) => u64::from(n),
                     // Sockets whose queue is full miss this event (socketioxide does not
                     // say which): counted, and logged at debug because under overload it
                     // happens for every message.
@@ -173,17 +166,20 @@ impl Sink for EdgeSink {
                         let dropped = errors.len() as u64;
                         let label = telemetry::tenant(&msg.tenant);
                         self.inner.metrics.deliveries_dropped.get_or_create(&label).inc_by(dropped);
-                        let n = u64::from(local).saturating_sub(dropped);
-                        self.inner.metrics.messages_out.get_or_create(&label).inc_by(n);
-                        self.inner.stats.add(&msg.tenant, |s| s.messages_out += n);
                         tracing::debug!(
                             tenant = msg.tenant,
                             dropped,
                             "deliveries dropped: full socket queues"
                         );
+                        u64::from(local).saturating_sub(dropped)
                     }
-                    Err(e) => tracing::warn!(tenant = msg.tenant, error = %e, "delivery failed"),
-                }
+                    Err(e) => {
+                        tracing::warn!(tenant = msg.tenant, error = %e, "delivery failed");
+                        return;
+                    }
+                };
+                self.inner.metrics.messages_out.get_or_create(&telemetry::tenant(&msg.tenant)).inc_by(n);
+                self.inner.stats.add(&msg.tenant, |s| s.messages_out += n);
             }
             Payload::PresenceJoin { sub, meta } | Payload::PresenceLeave { sub, meta } => {
                 let event = if matches!(msg.payload, Payload::PresenceJoin { .. }) {

@@ -24,8 +24,9 @@ const PER_ROOM: usize = 256;
 /// Events older than this (milliseconds) are dropped when the room gets a new one.
 const MAX_AGE_MS: i64 = 60_000;
 
-/// (tenant, room) → its newest events, oldest first.
-type Rooms = HashMap<(String, String), VecDeque<Arc<Message>>>;
+/// tenant → room → its newest events, oldest first. Nested so that recording an event
+/// (once per message, on the delivery path) looks up by `&str` without allocating a key.
+type Rooms = HashMap<String, HashMap<String, VecDeque<Arc<Message>>>>;
 
 #[derive(Default)]
 pub struct Recent {
@@ -45,8 +46,15 @@ impl Recent {
         if m.offset == 0 || !matches!(m.payload, Payload::Event { .. }) {
             return;
         }
-        let mut rooms = self.rooms.lock();
-        let q = rooms.entry((m.tenant.clone(), m.room.clone())).or_default();
+        let mut tenants = self.rooms.lock();
+        let rooms = match tenants.get_mut(&m.tenant) {
+            Some(r) => r,
+            None => tenants.entry(m.tenant.clone()).or_default(),
+        };
+        let q = match rooms.get_mut(&m.room) {
+            Some(q) => q,
+            None => rooms.entry(m.room.clone()).or_default(),
+        };
         // Offsets only grow on a room's feed; anything else means the feed started over
         // (the stream was reset): what is held no longer describes it.
         if q.back().is_some_and(|b| b.offset >= m.offset) {
@@ -60,13 +68,19 @@ impl Recent {
 
     /// Forgets a room this node no longer receives: its feed is no longer complete.
     pub fn forget(&self, tenant: &str, room: &str) {
-        self.rooms.lock().remove(&(tenant.to_string(), room.to_string()));
+        let mut tenants = self.rooms.lock();
+        if let Some(rooms) = tenants.get_mut(tenant) {
+            rooms.remove(room);
+            if rooms.is_empty() {
+                tenants.remove(tenant);
+            }
+        }
     }
 
     /// Every event of the room after `after`, when this node holds all of them.
     pub fn since(&self, tenant: &str, room: &str, after: u64) -> Option<Found> {
-        let rooms = self.rooms.lock();
-        let q = rooms.get(&(tenant.to_string(), room.to_string()))?;
+        let tenants = self.rooms.lock();
+        let q = tenants.get(tenant)?.get(room)?;
         let (front, back) = (q.front()?, q.back()?);
         // Before the oldest held event there may be events this node never saw; past the
         // newest, the client saw something this node has not received yet.
