@@ -20,7 +20,9 @@
 #   --no-pin     let the server and the generator share both cores; by default the server
 #                under test is pinned to CPU 0 and the generator to CPU 1, so that each
 #                server gets the same single core and the generator does not steal from it
-# Environment: SWITCHBOARD_BIN, LOADTEST_BIN (skip the cargo build), NODE (node binary).
+# Environment: SWITCHBOARD_BIN, LOADTEST_BIN (skip the cargo build), NODE (node binary),
+#   KEEP_LOGS=1 (keep the servers' logs, .*.out, in the results directory),
+#   NO_ROLL=1 (run the rolling scenario without restarting anything: its baseline).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -39,7 +41,7 @@ while [ $# -gt 0 ]; do
     --cluster) CLUSTER="$2"; shift ;;
     --no-pin) PIN=0 ;;
     --out) OUT="$2"; shift ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
   shift
