@@ -108,6 +108,12 @@ export class Cluster {
     this.nEdges = 1;
     this.adminToken = `cluster-${randomBytes(12).toString("hex")}`;
     this.edgeArgs = [];
+    this.js = true;
+  }
+  /** Whether nats-server runs with JetStream (default); `false`: a plain server. */
+  jetstream(on) {
+    this.js = on;
+    return this;
   }
   /** How many edges to start. */
   edges(n) {
@@ -182,7 +188,8 @@ export class Cluster {
   }
 
   async restartNats() {
-    this.nats = new Proc("nats", which("nats-server"), ["-a", "127.0.0.1", "-p", String(this.natsPort), "-js", "-sd", join(this.dir, "nats")]);
+    const js = this.js ? ["-js", "-sd", join(this.dir, "nats")] : [];
+    this.nats = new Proc("nats", which("nats-server"), ["-a", "127.0.0.1", "-p", String(this.natsPort), ...js]);
     await waitFor("nats-server", () => portOpen(this.natsPort));
   }
 

@@ -160,6 +160,7 @@ export async function startServer({ timeoutMs = 30000, env = {} } = {}) {
     origin,
     edgeBase: origin,
     adminBase: banner["admin"],
+    adminToken,
     secret,
     clientToken: banner["client token"],
     token,

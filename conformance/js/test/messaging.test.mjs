@@ -14,6 +14,7 @@ import {
   open,
   startServer,
   unique,
+  WAIT_MS,
 } from "../lib/server.mjs";
 
 let srv;
@@ -342,3 +343,30 @@ test("a websocket publisher reaches a polling subscriber and back", async () => 
   ws.socket.disconnect();
   poll.socket.disconnect();
 });
+
+describe("stats", () => {
+  /** The demo tenant's `stats` through the admin API. */
+  async function stats() {
+    const r = await fetch(`${srv.adminBase}/tenants/demo/stats`, { headers: { Authorization: `Bearer ${srv.adminToken}` } });
+    assert.equal(r.status, 200);
+    return r.json();
+  }
+
+  test("messages_out counts deliveries from a publisher that is not in the room", async () => {
+    const { room, pub, sub, close } = await pair(["websocket"]);
+    const before = (await stats()).messages_out;
+    const got = once(sub.socket, "note");
+    assert.equal((await ack(pub.socket, "publish", { room, event: "note", data: 1 })).ok, true);
+    await got;
+    // Counters reach the store once a second: poll until the delivery shows, or give up.
+    const deadline = Date.now() + WAIT_MS;
+    let now = before;
+    while (now < before + 1 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+      now = (await stats()).messages_out;
+    }
+    assert.ok(now >= before + 1, `messages_out grew from ${before} to ${now}`);
+    close();
+  });
+});
+

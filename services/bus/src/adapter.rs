@@ -52,15 +52,15 @@ use futures_util::StreamExt;
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use socketioxide_core::adapter::errors::{AdapterError, BroadcastError};
+use socketioxide_core::adapter::errors::{AdapterError, BroadcastError, SocketError};
 use socketioxide_core::adapter::remote_packet::{
     RequestIn, RequestOut, RequestTypeIn, RequestTypeOut, Response, ResponseType, ResponseTypeId,
 };
 use socketioxide_core::adapter::request::RemoteRequestHandler;
 use socketioxide_core::adapter::stream::{AckStream as CoreAckStream, ChanStream, ResponseHandlers};
 use socketioxide_core::adapter::{
-    BroadcastOptions, CoreAdapter, CoreLocalAdapter, DefinedAdapter, RemoteSocketData, Room, RoomParam,
-    SocketEmitter, Spawnable,
+    BroadcastFlags, BroadcastOptions, CoreAdapter, CoreLocalAdapter, DefinedAdapter, RemoteSocketData, Room,
+    RoomParam, SocketEmitter, Spawnable,
 };
 use socketioxide_core::packet::Packet;
 use socketioxide_core::{Sid, Uid};
@@ -105,6 +105,38 @@ impl Default for AdapterConfig {
 #[derive(Clone, Default)]
 pub struct AdapterState {
     remote: Option<RemoteState>,
+    full: Arc<FullQueues>,
+}
+
+/// Sockets taken out of every room because a broadcast found their outgoing queue full.
+///
+/// Why: a socket that misses one event of a room and then receives the next would have a
+/// gap it cannot see (its last offset is past the missed one). So the adapter takes it out
+/// of all its rooms in the same broadcast that missed it, before the room's next event can
+/// reach it, and hands it to the edge here, which ends its session with `slow_consumer`:
+/// the client resumes from the last offset it really received and gets the rest replayed.
+#[derive(Default)]
+pub struct FullQueues {
+    evicted: Mutex<Vec<(String, Sid)>>,
+    notify: tokio::sync::Notify,
+}
+
+impl FullQueues {
+    fn push(&self, ns: &str, sid: Sid) {
+        self.evicted.lock().push((ns.to_string(), sid));
+        self.notify.notify_one();
+    }
+
+    /// Waits for sockets evicted since the last call: `(namespace path, socket id)`.
+    pub async fn next_batch(&self) -> Vec<(String, Sid)> {
+        loop {
+            let batch = std::mem::take(&mut *self.evicted.lock());
+            if !batch.is_empty() {
+                return batch;
+            }
+            self.notify.notified().await;
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -130,13 +162,21 @@ impl fmt::Debug for AdapterState {
 impl AdapterState {
     /// One node: the adapter behaves exactly like socketioxide's local adapter.
     pub fn local() -> AdapterState {
-        AdapterState { remote: None }
+        AdapterState::default()
     }
 
     /// Several nodes over this NATS connection.
     pub fn nats(client: async_nats::Client, node_id: impl Into<String>, cfg: AdapterConfig) -> AdapterState {
         let node_id: String = node_id.into();
-        AdapterState { remote: Some(RemoteState { client, node_id: node_id.into(), cfg }) }
+        AdapterState {
+            remote: Some(RemoteState { client, node_id: node_id.into(), cfg }),
+            full: Arc::default(),
+        }
+    }
+
+    /// Where this process's adapters hand over sockets whose outgoing queue was full.
+    pub fn full_queues(&self) -> Arc<FullQueues> {
+        self.full.clone()
     }
 
     /// Whether the adapter reaches other nodes.
@@ -373,9 +413,32 @@ impl RemoteNs {
 pub struct NatsAdapter<E> {
     local: CoreLocalAdapter<E>,
     remote: Option<RemoteNs>,
+    full: Arc<FullQueues>,
 }
 
 impl<E: SocketEmitter> NatsAdapter<E> {
+    /// A broadcast to this node's sockets, one socket at a time so that a socket whose
+    /// queue is full is known by its id: it leaves every room at once and goes to
+    /// [`FullQueues`] (see there). This costs one packet encoding per socket instead of one
+    /// per broadcast. Volatile broadcasts may drop packets by definition and keep the
+    /// shared path.
+    fn broadcast_local(&self, packet: Packet, opts: BroadcastOptions) -> Result<(), BroadcastError> {
+        if opts.has_flag(BroadcastFlags::Volatile) {
+            return self.local.broadcast(packet, opts).map_err(BroadcastError::from);
+        }
+        let mut errors = Vec::new();
+        for sid in self.local.sockets(opts) {
+            if let Err(mut e) = self.local.broadcast(packet.clone(), BroadcastOptions::new(sid)) {
+                if e.iter().any(|e| matches!(e, SocketError::InternalChannelFull)) {
+                    self.local.del_all(sid);
+                    self.full.push(self.local.path(), sid);
+                }
+                errors.append(&mut e);
+            }
+        }
+        if errors.is_empty() { Ok(()) } else { Err(BroadcastError::Socket(errors)) }
+    }
+
     /// The network side, unless the options say the operation is for this node only.
     fn remote_for(&self, opts: &BroadcastOptions) -> Option<&RemoteNs> {
         self.remote.as_ref().filter(|r| !opts.is_local(r.uid))
@@ -485,7 +548,7 @@ impl<E: SocketEmitter> CoreAdapter<E> for NatsAdapter<E> {
                 tasks: Mutex::new(Vec::new()),
             }
         });
-        NatsAdapter { local, remote }
+        NatsAdapter { local, remote, full: state.full.clone() }
     }
 
     fn init(self: Arc<Self>, on_success: impl FnOnce() + Send + 'static) -> InitRes {
@@ -541,7 +604,7 @@ impl<E: SocketEmitter> CoreAdapter<E> for NatsAdapter<E> {
                 return Ok(());
             }
         }
-        self.local.broadcast(packet, opts).map_err(BroadcastError::from)
+        self.broadcast_local(packet, opts)
     }
 
     async fn broadcast_with_ack(

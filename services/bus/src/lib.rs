@@ -22,7 +22,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-pub use adapter::{AdapterConfig, AdapterState, NatsAdapter};
+pub use adapter::{AdapterConfig, AdapterState, FullQueues, NatsAdapter};
 pub use local::LocalBus;
 pub use nats::{NODE_TIMEOUT, NatsBus, NatsConfig, STREAM, decode_control, decode_room, escape_room};
 
@@ -152,6 +152,12 @@ pub trait Bus: Send + Sync + 'static {
     /// Nodes currently known to the bus, this one included (one node without a network).
     fn nodes(&self) -> Vec<String> {
         Vec::new()
+    }
+    /// Whether the bus keeps room history (offsets, resume on another node). A plain NATS
+    /// server without JetStream keeps none: events carry offset 0, and a resume that would
+    /// need history answers `recovered: false`.
+    fn has_history(&self) -> bool {
+        true
     }
 }
 

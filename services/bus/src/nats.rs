@@ -137,6 +137,10 @@ pub struct NatsBus {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Counts (re)connections to NATS: room tasks catch up from history after each.
     reconnects: tokio::sync::watch::Receiver<u64>,
+    /// Whether the server has JetStream. Without it (the NATS Helm chart's default) the
+    /// bus still fans out, carries presence and control messages, and tracks nodes; events
+    /// go straight to the rooms' delivery subjects with offset 0 and no history is kept.
+    history: bool,
 }
 
 impl Drop for NatsBus {
@@ -207,8 +211,18 @@ impl NatsBus {
             next_id: std::sync::atomic::AtomicU64::new(1),
             tasks: Vec::new(),
             reconnects,
+            history: true,
         };
-        bus.ensure_stream().await?;
+        bus.history = bus.jetstream_enabled().await?;
+        if bus.history {
+            bus.ensure_stream().await?;
+        } else {
+            tracing::warn!(
+                url = bus.cfg.url,
+                "NATS has no JetStream: room history is off, so resumes that need missed \
+                 messages start fresh (recovered: false); run nats-server with -js to keep it"
+            );
+        }
         bus.start_tasks().await?;
         Ok(bus)
     }
@@ -221,6 +235,25 @@ impl NatsBus {
             self.cfg.node_id.clone(),
             crate::AdapterConfig::default(),
         )
+    }
+
+    /// Asks the server whether this account has JetStream; an outage is an error, a plain
+    /// server is `false`. A raw `$JS.API.INFO` request rather than async-nats's
+    /// `query_account`, whose answer type does not decode every server version's reply.
+    async fn jetstream_enabled(&self) -> Result<bool, BusError> {
+        let req = self.client.request("$JS.API.INFO", Bytes::new());
+        match tokio::time::timeout(PUBLISH_TIMEOUT, req).await {
+            Err(_) => Err(BusError::Unavailable("NATS did not answer in time".into())),
+            Ok(Err(e)) if e.kind() == async_nats::RequestErrorKind::NoResponders => Ok(false),
+            Ok(Err(e)) => Err(unavailable(e)),
+            Ok(Ok(m)) => {
+                let code = serde_json::from_slice::<serde_json::Value>(&m.payload)
+                    .ok()
+                    .and_then(|v| v.get("error")?.get("err_code")?.as_u64());
+                // 10039: not enabled for the account; 10076: not enabled on the server.
+                Ok(!matches!(code, Some(10039 | 10076)))
+            }
+        }
     }
 
     async fn ensure_stream(&self) -> Result<(), BusError> {
@@ -457,6 +490,16 @@ impl Bus for NatsBus {
         let ts = now_ms();
         let body = Bytes::from(self.encode_room(&p, &id, ts).encode_to_vec());
         let offset = match &p.payload {
+            // Without JetStream an event is published like a presence change: straight to
+            // the nodes that receive the room, with no offset. The publisher is told only
+            // if the connection is down (a plain publish is buffered, never acknowledged).
+            Payload::Event { .. } if !self.history => {
+                if self.client.connection_state() != async_nats::connection::State::Connected {
+                    return Err(BusError::Unavailable("not connected to NATS".into()));
+                }
+                self.client.publish(subject("m", &p.tenant, &p.room), body).await.map_err(unavailable)?;
+                0
+            }
             Payload::Event { .. } => {
                 let subj = subject("s", &p.tenant, &p.room);
                 match self.js_publish(subj.clone(), body.clone()).await {
@@ -494,6 +537,7 @@ impl Bus for NatsBus {
         // catches up from the stream, so that subscribers on this node miss nothing that
         // was published while this node was cut off.
         let mut last = self.last_offset(tenant, room).await?;
+        let history = self.history;
         let sink = self.sink.clone();
         let node = self.cfg.node_id.clone();
         let js = self.js.clone();
@@ -509,6 +553,10 @@ impl Bus for NatsBus {
                     r = reconnected.changed() => {
                         if r.is_err() {
                             break;
+                        }
+                        // Without history there is nothing to catch up from.
+                        if !history {
+                            continue;
                         }
                         // A stream that lost its messages (memory storage, NATS
                         // restarted) starts its sequence again: start over with it.
@@ -574,6 +622,9 @@ impl Bus for NatsBus {
     async fn history(&self, tenant: &str, room: &str, after: u64, max: usize) -> Result<Replay, BusError> {
         use async_nats::jetstream::stream::DirectGetErrorKind;
         use futures_util::TryStreamExt;
+        if !self.history {
+            return Ok(Replay { complete: false, messages: Vec::new(), last: 0 });
+        }
         let subj = subject("s", tenant, room);
         let stream = self.js.get_stream(STREAM).await.map_err(unavailable)?;
         let first_global = stream.cached_info().state.first_sequence;
@@ -631,6 +682,9 @@ impl Bus for NatsBus {
 
     async fn last_offset(&self, tenant: &str, room: &str) -> Result<u64, BusError> {
         use async_nats::jetstream::stream::DirectGetErrorKind;
+        if !self.history {
+            return Ok(0);
+        }
         let stream = self.js.get_stream_no_info(STREAM).await.map_err(unavailable)?;
         match stream.direct_get_last_for_subject(subject("s", tenant, room)).await {
             Ok(m) => Ok(m.sequence),
@@ -653,6 +707,10 @@ impl Bus for NatsBus {
         let mut v: Vec<String> = n.keys().cloned().collect();
         v.sort();
         v
+    }
+
+    fn has_history(&self) -> bool {
+        self.history
     }
 
     async fn ping(&self) -> Result<(), BusError> {

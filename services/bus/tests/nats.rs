@@ -231,3 +231,41 @@ async fn credentials_are_required_when_the_server_asks_for_them() {
     bus.publish(event("r", 0)).await.expect("publish");
     assert!(!format!("{right:?}").contains("s3cret-pass"), "Debug redacts the password");
 }
+
+/// A plain NATS server (no JetStream, the NATS Helm chart's default): the bus starts and
+/// fans out, carries presence and control messages, but keeps no history, so every event
+/// has offset 0 and a history read is incomplete (a resume answers `recovered: false`).
+#[tokio::test]
+async fn a_plain_nats_server_serves_fan_out_and_control_without_history() {
+    let nats = NatsServer::plain().await;
+    let a = node(&nats.url(), "a").await;
+    let mut b = node(&nats.url(), "b").await;
+    assert!(!a.bus.has_history() && !b.bus.has_history(), "no JetStream: no history");
+    b.bus.set_interest("acme", "room", true).await.expect("interest");
+    for n in 0..20 {
+        let p = a.bus.publish(event("room", n)).await.expect("publish without JetStream");
+        assert_eq!(p.offset, 0, "no offsets without history");
+    }
+    for n in 0..20 {
+        let m = recv(&mut b.msgs).await;
+        assert_eq!(m.payload, Payload::Event { event: "e".into(), data: serde_json::json!({"n": n}) });
+        assert_eq!(m.offset, 0);
+    }
+    let mut presence = event("room", 0);
+    presence.payload = Payload::PresenceJoin { sub: "bob".into(), meta: None };
+    a.bus.publish(presence.clone()).await.expect("presence");
+    assert_eq!(recv(&mut b.msgs).await.payload, presence.payload);
+    let kick = Control::Kick { tenant: "acme".into(), sub: "mallory".into() };
+    a.bus.control(kick.clone()).await.expect("control");
+    assert_eq!(recv(&mut b.ctl).await, kick);
+    let h = b.bus.history("acme", "room", 0, 100).await.expect("history answers");
+    assert!(!h.complete && h.messages.is_empty(), "no history: never complete");
+    assert_eq!(b.bus.last_offset("acme", "room").await.expect("last offset"), 0);
+    testkit::eventually(Duration::from_secs(3), "nodes known", || a.bus.nodes() == vec!["a", "b"]).await;
+}
+
+#[tokio::test]
+async fn jetstream_means_history() {
+    let nats = NatsServer::start().await;
+    assert!(node(&nats.url(), "a").await.bus.has_history());
+}

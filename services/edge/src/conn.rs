@@ -46,6 +46,9 @@ pub struct Conn {
     /// resume, so it is written only once it has some: most handshakes then cost one
     /// store write, not two.
     pub session_saved: std::sync::atomic::AtomicBool,
+    /// Set when the socket's queue overflowed: it has left its rooms and its session is
+    /// being ended with `slow_consumer` (see `slow`).
+    pub slow: std::sync::atomic::AtomicBool,
 }
 
 impl Conn {
@@ -74,6 +77,7 @@ impl Conn {
             done: watch::channel(0).0,
             closed: std::sync::atomic::AtomicBool::new(false),
             session_saved: std::sync::atomic::AtomicBool::new(false),
+            slow: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -155,10 +159,15 @@ pub fn end_session(inner: &Inner, s: &SocketRef, code: &str, message: &str) {
     if let Some(c) = conn_of(s) {
         inner.metrics.sessions_ended.get_or_create(&telemetry::tenant_code(&c.tenant, code)).inc();
     }
-    match s.emit("session_end", &serde_json::json!({"code": code, "message": message})) {
+    match s.emit("session_end", &session_end_body(code, message)) {
         // Already closing (its disconnect handler is still running): nothing to tell.
         Ok(()) | Err(socketioxide::SendError::Socket(socketioxide::SocketError::Closed)) => {}
         Err(e) => tracing::warn!(sid = %s.id, code, error = %e, "session_end not sent"),
     }
     let _ = s.clone().disconnect();
+}
+
+/// The `session_end` event's payload (SPEC 3.6).
+pub fn session_end_body(code: &str, message: &str) -> serde_json::Value {
+    serde_json::json!({"code": code, "message": message})
 }

@@ -131,37 +131,33 @@ impl Sink for EdgeSink {
                     .flatten()
                     .and_then(|id| id.parse().ok())
                     .and_then(|sid| op.get_socket(sid));
+                // Excluding the publisher removes a delivery only if it is a member:
+                // publishing needs no subscription.
+                let member =
+                    sender.as_ref().and_then(conn_of).is_some_and(|c| c.rooms.lock().contains_key(&msg.room));
+                let expected = u64::from(local.saturating_sub(u32::from(member)));
                 let delivered = match &sender {
                     Some(s) => {
-                        let r = s
-                            .to(msg.room.clone())
-                            .except(gate.clone())
-                            .local()
-                            .emit(event, &(data, &meta))
-                            .await;
-                        r.map(|_| local.saturating_sub(1))
+                        s.to(msg.room.clone()).except(gate.clone()).local().emit(event, &(data, &meta)).await
                     }
-                    None => op
-                        .to(msg.room.clone())
-                        .except(gate.clone())
-                        .local()
-                        .emit(event, &(data, &meta))
-                        .await
-                        .map(|_| local),
+                    None => {
+                        op.to(msg.room.clone()).except(gate.clone()).local().emit(event, &(data, &meta)).await
+                    }
                 };
                 // Sockets still replaying this room's history get the event through their
                 // gate, which orders it after the history (see `resume`).
                 let gated = self.io.of(ns(&msg.tenant)).map(|o| o.within(gate).sockets()).unwrap_or_default();
                 for s in gated {
                     if let Some(c) = conn_of(&s) {
-                        crate::resume::offer(&c, &s, &msg);
+                        crate::resume::offer(&self.inner, &c, &s, &msg);
                     }
                 }
                 let n = match delivered {
-                    Ok(n) => u64::from(n),
-                    // Sockets whose queue is full miss this event (socketioxide does not
-                    // say which): counted, and logged at debug because under overload it
-                    // happens for every message.
+                    Ok(()) => expected,
+                    // Sockets whose queue is full miss this event: counted, and logged at
+                    // debug because under overload it happens for every message. The
+                    // adapter has taken them out of their rooms already and `slow` ends
+                    // their sessions with `slow_consumer`, so they resume without a gap.
                     Err(socketioxide::BroadcastError::Socket(errors)) => {
                         let dropped = errors.len() as u64;
                         let label = telemetry::tenant(&msg.tenant);
@@ -171,7 +167,7 @@ impl Sink for EdgeSink {
                             dropped,
                             "deliveries dropped: full socket queues"
                         );
-                        u64::from(local).saturating_sub(dropped)
+                        expected.saturating_sub(dropped)
                     }
                     Err(e) => {
                         tracing::warn!(tenant = msg.tenant, error = %e, "delivery failed");

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::{self, Next};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -23,7 +23,6 @@ pub fn router(inner: Arc<Inner>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/v1/tickets", post(issue_ticket))
-        .layer(middleware::from_fn_with_state(inner.clone(), cors))
         .with_state(inner)
 }
 
@@ -98,8 +97,17 @@ fn refusal(r: Refusal) -> Problem {
     Problem::new(r.code(), r.to_string())
 }
 
-/// `POST /v1/tickets` with `Authorization: Bearer <client token>` → `201 {ticket, expires_in}`.
+/// `POST /v1/tickets` with `Authorization: Bearer <client token>` → `201 {ticket, expires_in}`;
+/// a refusal is a problem answer with its SPEC code, logged without the credential.
 async fn issue_ticket(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> Result<Response, Problem> {
+    let r = ticket(&inner, &headers).await;
+    if let Err(p) = &r {
+        tracing::info!(code = p.code, "ticket request refused");
+    }
+    r
+}
+
+async fn ticket(inner: &Arc<Inner>, headers: &HeaderMap) -> Result<Response, Problem> {
     let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let req = policy::HandshakeRequest { authorization: auth, ..Default::default() };
     let token = match policy::find_credential(&policy::TenantPolicy::default(), &req) {
@@ -162,7 +170,7 @@ fn allow_origin(h: &mut HeaderMap, origin: &str, credentials: bool) {
 /// `cors_allowed_headers`. The Origin itself is enforced at CONNECT and on the ticket
 /// request. Socket.IO polling answers echo the Origin with credentials, so that browsers
 /// can read them; whether that origin may connect is decided at CONNECT.
-async fn cors(State(inner): State<Arc<Inner>>, req: Request, next: Next) -> Response {
+pub async fn cors(State(inner): State<Arc<Inner>>, req: Request, next: Next) -> Response {
     let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_string);
     let is_preflight =
         req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
@@ -182,9 +190,16 @@ async fn cors(State(inner): State<Arc<Inner>>, req: Request, next: Next) -> Resp
         return r;
     }
     let is_socketio = req.uri().path().starts_with("/socket.io");
+    let is_ticket = req.uri().path() == "/v1/tickets";
     let mut r = next.run(req).await;
-    if is_socketio && let Some(o) = origin {
-        allow_origin(r.headers_mut(), &o, true);
+    if let Some(o) = origin {
+        if is_socketio {
+            allow_origin(r.headers_mut(), &o, true);
+        } else if is_ticket && !r.headers().contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
+            // A refused ticket request: the page may read why (a code such as
+            // `token_expired` tells it to refresh), without credentials.
+            allow_origin(r.headers_mut(), &o, false);
+        }
     }
     r
 }

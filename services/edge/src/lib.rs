@@ -18,6 +18,7 @@ mod limits;
 mod recent;
 mod register;
 mod resume;
+mod slow;
 mod tenants;
 
 use std::sync::Arc;
@@ -105,6 +106,7 @@ impl Edge {
         adapter: AdapterState,
         metrics: Arc<Metrics>,
     ) -> (Edge, axum::Router) {
+        metrics.bus_history.set(i64::from(bus.has_history()));
         let inner = Arc::new(Inner {
             tenants: tenants::TenantCache::new(store.clone(), cfg.tenant_cache_ttl),
             limits: limits::HandshakeLimits::new(cfg.handshake_rate_per_ip, cfg.handshake_rate_per_tenant),
@@ -119,6 +121,7 @@ impl Edge {
             draining: AtomicBool::new(false),
             reregister: AtomicBool::new(false),
         });
+        let full_queues = adapter.full_queues();
         let (layer, io) = socketioxide::SocketIo::builder()
             .with_adapter::<Adapter>(adapter)
             .with_state(inner.clone())
@@ -145,12 +148,17 @@ impl Edge {
         io.ns("/", connect::never.with(connect::not_a_tenant)).spawn();
         bus.attach(Arc::new(deliver::EdgeSink { inner: inner.clone(), io: io.clone() }));
         expiry::spawn(inner.clone(), io.clone());
+        slow::spawn(inner.clone(), io.clone(), full_queues);
         register::spawn(inner.clone(), io.clone());
         deliver::spawn_stats_flush(inner.clone());
-        // Outermost, so that socketioxide only ever sees request heads that own their
-        // memory (see `http::own_head`).
-        let router =
-            http::router(inner.clone()).layer(layer).layer(axum::middleware::map_request(http::own_head));
+        // CORS wraps socketioxide's layer, which answers `/socket.io/` itself: inside it,
+        // browsers' polling requests and their preflights would never get CORS answers.
+        // `own_head` is outermost, so that socketioxide only ever sees request heads that
+        // own their memory (see `http::own_head`).
+        let router = http::router(inner.clone())
+            .layer(layer)
+            .layer(axum::middleware::from_fn_with_state(inner.clone(), http::cors))
+            .layer(axum::middleware::map_request(http::own_head));
         (Edge { inner, io }, router)
     }
 

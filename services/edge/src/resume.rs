@@ -103,9 +103,14 @@ pub fn gate_room(room: &str) -> String {
     format!("~r:{room}")
 }
 
-fn emit(s: &SocketRef, m: &Message) {
-    if let bus::Payload::Event { event, data } = &m.payload {
-        let _ = s.emit(event, &(data, event_meta(m)));
+/// Emits a live event to a socket whose gate handed it over; a full queue makes it a slow
+/// consumer (see `slow`), so that the event it missed is replayed when it resumes.
+fn emit(inner: &Arc<Inner>, s: &SocketRef, m: &Message) {
+    if let bus::Payload::Event { event, data } = &m.payload
+        && let Err(SendError::Socket(SocketError::InternalChannelFull)) =
+            s.emit(event, &(data, event_meta(m)))
+    {
+        crate::slow::evict(inner, s);
     }
 }
 
@@ -117,13 +122,13 @@ pub fn begin(conn: &Conn, s: &SocketRef, room: &str) {
 
 /// A live event for a gated socket: buffered while its history is replayed, emitted
 /// (once) after.
-pub fn offer(conn: &Conn, s: &SocketRef, m: &Arc<Message>) {
+pub fn offer(inner: &Arc<Inner>, conn: &Conn, s: &SocketRef, m: &Arc<Message>) {
     let mut replay = conn.replay.lock();
     match replay.get_mut(&m.room) {
         Some(r) if !r.done => r.buffer.push(m.clone()),
         Some(r) => {
             if m.offset > r.last {
-                emit(s, m);
+                emit(inner, s, m);
                 r.last = m.offset;
             }
             // Presence events carry no offset and lift nothing.
@@ -132,7 +137,7 @@ pub fn offer(conn: &Conn, s: &SocketRef, m: &Arc<Message>) {
                 s.leave(gate_room(&m.room));
             }
         }
-        None => emit(s, m),
+        None => emit(inner, s, m),
     }
 }
 

@@ -28,8 +28,8 @@ pub use revocation::{Revocation, RevocationRule};
 pub use tenant::{MAX_MESSAGE_BYTES_LIMIT, PolicyError, TenantPolicy};
 pub use token::{
     Claims, Identity, KeyError, KeyMaterial, KeyRecord, KeyRing, MAX_META_BYTES, MAX_PEM_BYTES,
-    MAX_TOKEN_BYTES, Secret, TIME_LEEWAY_SECONDS, check_meta, decoding_key, mint_hmac, parse_algorithm,
-    token_audience, token_kid, verify_token,
+    MAX_TOKEN_BYTES, Secret, TIME_LEEWAY_SECONDS, check_meta, decoding_key, mint_hmac, mint_pem,
+    parse_algorithm, token_audience, token_kid, verify_token,
 };
 
 /// Re-exported so that callers name algorithms with the same type the verifier uses.

@@ -434,6 +434,28 @@ pub fn mint_hmac(
         .map_err(|_| KeyError::Mismatch)
 }
 
+/// Signs `claims` with a PEM private key (PKCS#1 or PKCS#8 RSA, PKCS#8 EC or Ed25519) for
+/// an asymmetric algorithm, the counterpart of a tenant key added with `public_key_pem`.
+pub fn mint_pem(
+    alg: Algorithm,
+    kid: Option<&str>,
+    private_pem: &[u8],
+    claims: &serde_json::Value,
+) -> Result<String, KeyError> {
+    use jsonwebtoken::EncodingKey;
+    let key = match alg {
+        Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 => EncodingKey::from_rsa_pem(private_pem),
+        Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(private_pem),
+        Algorithm::EdDSA => EncodingKey::from_ed_pem(private_pem),
+        _ => return Err(KeyError::Mismatch),
+    }
+    .map_err(|_| KeyError::Pem)?;
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.kid = kid.map(str::to_string);
+    // A key of another kind (an EC key given for RS256, a P-384 key for ES256) fails here.
+    jsonwebtoken::encode(&header, claims, &key).map_err(|_| KeyError::Mismatch)
+}
+
 /// The `kid` a token's header names, read without verifying anything: to tell whether a
 /// tenant with a JWKS source should refetch it before verifying.
 pub fn token_kid(token: &str) -> Option<String> {

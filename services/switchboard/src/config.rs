@@ -301,7 +301,7 @@ impl AdminArgs {
 }
 
 /// `switchboard token`.
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct TokenArgs {
     /// The tenant (the token's `aud`).
     #[arg(long)]
@@ -309,13 +309,24 @@ pub struct TokenArgs {
     /// The user id (`sub`).
     #[arg(long)]
     pub sub: String,
-    /// The HMAC secret, as the admin API returned it.
-    #[arg(long, env = "SWITCHBOARD_TOKEN_SECRET", hide_env_values = true)]
-    pub secret: String,
+    /// The HMAC secret, as the admin API returned it (HS256/384/512).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_TOKEN_SECRET",
+        hide_env_values = true,
+        required_unless_present = "private_key_file",
+        conflicts_with = "private_key_file"
+    )]
+    pub secret: Option<String>,
+    /// A PEM private key file (RS256/384/512, ES256/384, EdDSA), whose public key the
+    /// tenant holds (`public_key_pem`).
+    #[arg(long, env = "SWITCHBOARD_TOKEN_PRIVATE_KEY_FILE")]
+    pub private_key_file: Option<std::path::PathBuf>,
     /// The key id (`kid` header).
     #[arg(long)]
     pub kid: Option<String>,
-    /// HS256, HS384 or HS512.
+    /// HS256, HS384 or HS512 with --secret; RS256, RS384, RS512, ES256, ES384 or EdDSA
+    /// with --private-key-file.
     #[arg(long, default_value = "HS256")]
     pub alg: String,
     /// Lifetime in seconds.
@@ -332,12 +343,27 @@ pub struct TokenArgs {
     pub jti: Option<String>,
 }
 
+impl std::fmt::Debug for TokenArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenArgs")
+            .field("tenant", &self.tenant)
+            .field("sub", &self.sub)
+            .field("secret", &self.secret.as_ref().map(|_| "REDACTED"))
+            .field("private_key_file", &self.private_key_file)
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
 impl TokenArgs {
     pub fn mint(&self) -> anyhow::Result<String> {
         if !policy::validate_tenant_id(&self.tenant) {
             bail!("--tenant must match [a-z0-9][a-z0-9-]{{0,62}}");
         }
-        let alg = policy::parse_algorithm(&self.alg).context("--alg must be HS256, HS384 or HS512")?;
+        let alg = policy::parse_algorithm(&self.alg)
+            .context("--alg must be one of HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384, EdDSA")?;
         let now = bus::now_ms() / 1000;
         let mut claims = serde_json::json!({
             "aud": self.tenant, "sub": self.sub, "iat": now, "exp": now + self.ttl as i64,
@@ -356,8 +382,27 @@ impl TokenArgs {
         if let Some(j) = &self.jti {
             claims["jti"] = serde_json::Value::String(j.clone());
         }
-        policy::mint_hmac(alg, self.kid.as_deref(), &Secret::new(self.secret.clone()), &claims)
-            .map_err(|_| anyhow::anyhow!("--alg must be HS256, HS384 or HS512"))
+        match (&self.secret, &self.private_key_file) {
+            (Some(secret), _) => {
+                policy::mint_hmac(alg, self.kid.as_deref(), &Secret::new(secret.clone()), &claims)
+                    .map_err(|_| anyhow::anyhow!("with --secret, --alg must be HS256, HS384 or HS512"))
+            }
+            (None, Some(path)) => {
+                let pem =
+                    std::fs::read(path).with_context(|| format!("--private-key-file {}", path.display()))?;
+                policy::mint_pem(alg, self.kid.as_deref(), &pem, &claims).map_err(|e| match e {
+                    policy::KeyError::Pem => anyhow::anyhow!(
+                        "--private-key-file {}: not a PEM private key for {}",
+                        path.display(),
+                        self.alg
+                    ),
+                    _ => anyhow::anyhow!(
+                        "with --private-key-file, --alg must be RS256, RS384, RS512, ES256, ES384 or EdDSA, matching the key"
+                    ),
+                })
+            }
+            (None, None) => bail!("--secret or --private-key-file is required"),
+        }
     }
 }
 
@@ -402,5 +447,78 @@ mod tests {
             assert!(e.contains("--state-liveness-seconds must be between 1 and 300"), "{e}");
         }
         assert!(Cli::try_parse_from(["switchboard", "edge", "--state-liveness-seconds", "-1"]).is_err());
+    }
+
+    fn token(args: &[&str]) -> anyhow::Result<String> {
+        let cli = Cli::try_parse_from(
+            [&["switchboard", "token", "--tenant", "acme", "--sub", "alice"], args].concat(),
+        )?;
+        match cli.command {
+            Command::Token(a) => {
+                assert!(!format!("{a:?}").contains("s3cret-s3cret"), "secret redacted in Debug");
+                a.mint()
+            }
+            _ => unreachable!("a token command"),
+        }
+    }
+
+    fn fixture(name: &str) -> String {
+        format!("{}/../policy/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    /// The minted token verifies with the matching public key, as a tenant key added with
+    /// `public_key_pem` would.
+    fn verifies(token: &str, alg: policy::Algorithm, public: &str) -> bool {
+        let pem = std::fs::read_to_string(fixture(public)).expect("fixture");
+        let material = policy::KeyMaterial::PublicPem { pem };
+        let record =
+            policy::KeyRecord { kid: "k1".into(), alg: Some(format!("{alg:?}")), material, created_at: 0 };
+        let (ring, errors) = policy::KeyRing::from_records([&record]);
+        assert!(errors.is_empty(), "{errors:?}");
+        let pol = policy::TenantPolicy::default();
+        let now = bus::now_ms() / 1000;
+        policy::verify_token(token, "acme", &ring, &pol, policy::CredentialSource::Auth, now)
+            .is_ok_and(|id| id.sub == "alice")
+    }
+
+    #[test]
+    fn tokens_from_hmac_secrets_and_private_keys() {
+        use policy::Algorithm::*;
+        assert!(token(&["--secret", "s3cret-s3cret"]).is_ok());
+        for (alg, private, public) in [
+            (RS256, "rsa2048-private.pem", "rsa2048-public.pem"),
+            (RS512, "rsa2048-private.pem", "rsa2048-public.pem"),
+            (ES256, "ec-p256-private.pem", "ec-p256-public.pem"),
+            (ES384, "ec-p384-private.pem", "ec-p384-public.pem"),
+            (EdDSA, "ed25519-private.pem", "ed25519-public.pem"),
+        ] {
+            let name = format!("{alg:?}");
+            let t = token(&["--alg", &name, "--kid", "k1", "--private-key-file", &fixture(private)])
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(verifies(&t, alg, public), "{name} verifies");
+        }
+        // Wrong pairings and bad input: errors naming the flag, never a panic.
+        let (ec256, ec384, rsa, rsa_pub) = (
+            fixture("ec-p256-private.pem"),
+            fixture("ec-p384-private.pem"),
+            fixture("rsa2048-private.pem"),
+            fixture("rsa2048-public.pem"),
+        );
+        let bad = [
+            vec!["--alg", "RS256", "--private-key-file", &ec256],
+            vec!["--alg", "ES256", "--private-key-file", &ec384],
+            vec!["--alg", "HS256", "--private-key-file", &rsa],
+            vec!["--alg", "RS256", "--secret", "s3cret-s3cret"],
+            vec!["--alg", "RS256", "--private-key-file", &rsa_pub],
+            vec!["--alg", "RS256", "--private-key-file", "/nonexistent/key.pem"],
+            vec!["--alg", "none", "--secret", "s3cret-s3cret"],
+        ];
+        for args in bad {
+            let e = token(&args).expect_err(&format!("{args:?}")).to_string();
+            assert!(e.contains("--"), "{args:?}: {e}");
+        }
+        assert!(token(&[]).is_err(), "a key is required");
+        let both = ["--secret", "s3cret-s3cret", "--private-key-file", "x.pem"];
+        assert!(token(&both).is_err(), "one key, not two");
     }
 }

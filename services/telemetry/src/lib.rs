@@ -69,6 +69,9 @@ pub struct Metrics {
     /// Deliveries a socket could not take because its outgoing queue was full (a client
     /// far behind), by tenant: those events reach it only if it reconnects and resumes.
     pub deliveries_dropped: Family<Labels, Counter>,
+    /// 1 when the bus keeps room history (NATS with JetStream, or one node), 0 on a plain
+    /// NATS server: resumes then start fresh (`recovered: false`).
+    pub bus_history: Gauge,
 }
 
 impl Default for Metrics {
@@ -89,6 +92,12 @@ impl Metrics {
         let admin_requests = Family::<Labels, Counter>::default();
         let bus_received = Family::<Labels, Counter>::default();
         let deliveries_dropped = Family::<Labels, Counter>::default();
+        let bus_history = Gauge::default();
+        registry.register(
+            "bus_history_enabled",
+            "1 when the bus keeps room history for resumes (JetStream), 0 when it does not",
+            bus_history.clone(),
+        );
         registry.register(
             "deliveries_dropped",
             "Deliveries refused by a socket's full outgoing queue",
@@ -113,6 +122,7 @@ impl Metrics {
             admin_requests,
             bus_received,
             deliveries_dropped,
+            bus_history,
         }
     }
 

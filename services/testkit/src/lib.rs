@@ -45,6 +45,7 @@ pub struct NatsServer {
     dir: tempfile::TempDir,
     child: Option<Child>,
     extra: Vec<String>,
+    jetstream: bool,
 }
 
 impl NatsServer {
@@ -54,9 +55,18 @@ impl NatsServer {
 
     /// Starts one with extra command-line flags (e.g. `--user`/`--pass`).
     pub async fn start_with(extra: &[&str]) -> NatsServer {
+        NatsServer::launch(extra, true).await
+    }
+
+    /// A plain server without JetStream, as the NATS Helm chart deploys by default.
+    pub async fn plain() -> NatsServer {
+        NatsServer::launch(&[], false).await
+    }
+
+    async fn launch(extra: &[&str], jetstream: bool) -> NatsServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let extra = extra.iter().map(|a| a.to_string()).collect();
-        let mut s = NatsServer { port: free_port(), dir, child: None, extra };
+        let mut s = NatsServer { port: free_port(), dir, child: None, extra, jetstream };
         s.restart().await;
         s
     }
@@ -67,9 +77,12 @@ impl NatsServer {
 
     /// Starts it again (same port, same storage) after [`NatsServer::kill`].
     pub async fn restart(&mut self) {
-        let child = Command::new(which("nats-server"))
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
-            .arg(self.dir.path())
+        let mut cmd = Command::new(which("nats-server"));
+        cmd.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
+        if self.jetstream {
+            cmd.arg("-js").arg("-sd").arg(self.dir.path());
+        }
+        let child = cmd
             .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
