@@ -126,6 +126,11 @@ class BrowserPage {
           (h["access-control-allow-headers"] ? ` acah=${h["access-control-allow-headers"]}` : ""),
       );
     });
+    // Which cookies a request to the edge carried (names only: the values are credentials).
+    cdp.on("Network.requestWillBeSentExtraInfo", (ev) => {
+      const cookie = Object.entries(ev.headers || {}).find(([k]) => k.toLowerCase() === "cookie");
+      if (cookie) note(`  request carried cookies: ${cookie[1].split(/;\s*/).map((c) => c.split("=")[0]).join(", ")}`);
+    });
     cdp.on("Network.webSocketHandshakeResponseReceived", (ev) => note(`websocket handshake -> ${ev.response.status}`));
     cdp.on("Network.webSocketCreated", (ev) => note(`websocket ${ev.url.slice(edge.replace(/^http/, "ws").length)}`));
     cdp.on("Network.webSocketFrameError", (ev) => note(`websocket error: ${ev.errorMessage}`));

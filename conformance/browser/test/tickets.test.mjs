@@ -31,4 +31,15 @@ await browserSuite("browser: tickets", (rig) => {
       assert.equal(err.message, "ticket_invalid", page.diagnostics());
     });
   }
+
+  it("a page on an allowed origin can read the edge's refusal of a ticket request (expired token: 401 token_expired)", async () => {
+    const page = await rig.page(rig.originA);
+    const res = await page.fetchJson(`${rig.edge}/v1/tickets`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${rig.srv.token({ exp: Math.floor(Date.now() / 1000) - 5 })}` },
+    });
+    assert.ok(!res.error, `the browser blocked the refusal (no CORS headers on the error answer): ${res.error}${page.diagnostics()}`);
+    assert.ok(res.status >= 400 && res.status < 500, `status ${res.status}`);
+    assert.equal(res.body.code, "token_expired", JSON.stringify(res.body));
+  });
 });
