@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Runs the conformance suites (JS with socket.io-client, Python with python-socketio)
-# against an already built `switchboard` binary. Each suite starts its own
-# `switchboard dev` on free loopback ports.
+# Runs the conformance suites (JS with socket.io-client, Python with python-socketio,
+# real pages in headless Chromium) against an already built `switchboard` binary. Each
+# suite starts its own `switchboard dev` on free loopback ports.
 #
 #   conformance/run.sh                 # binary: target/debug/switchboard
 #   SWITCHBOARD_BIN=/path/to/switchboard conformance/run.sh
-#   CONFORMANCE_SUITES=js conformance/run.sh      # only some suites (js | cluster | python)
+#   CONFORMANCE_SUITES=js conformance/run.sh      # only some suites (js | cluster | python | browser)
+#
+# The `browser` suite drives Debian's /usr/bin/chromium (CHROMIUM_BIN to override) with
+# puppeteer-core; without a Chromium it is skipped with the reason, unless
+# CONFORMANCE_BROWSER_REQUIRED=1. It imports the JS suite's fixture (js/lib/server.mjs).
 #
 # The `cluster` suite starts private redis-server and nats-server processes and several
 # `switchboard edge`/`admin` processes (js/lib/cluster.mjs).
@@ -25,7 +29,7 @@ if [[ ! -x "$SWITCHBOARD_BIN" ]]; then
   exit 2
 fi
 
-suites="${CONFORMANCE_SUITES:-js cluster python}"
+suites="${CONFORMANCE_SUITES:-js cluster python browser}"
 failed=()
 
 for suite in $suites; do
@@ -60,8 +64,21 @@ for suite in $suites; do
         failed+=(python)
       fi
       ;;
+    browser)
+      echo "== browser suite (headless Chromium, socket.io-client browser bundle, pages on other origins)"
+      # Its fixture comes from the JS suite, whose packages it needs too; puppeteer-core
+      # never downloads a browser, and the variable says so to any other puppeteer.
+      if { [[ -d "$here/js/node_modules/socket.io-client" && -d "$here/js/node_modules/jsonwebtoken" ]] \
+             || (cd "$here/js" && npm ci --no-audit --no-fund); } \
+         && (cd "$here/browser" && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund \
+             && node --test --test-concurrency=1 test/); then
+        echo "== browser suite: passed"
+      else
+        failed+=(browser)
+      fi
+      ;;
     *)
-      echo "run.sh: unknown suite '$suite' (js | cluster | python)" >&2
+      echo "run.sh: unknown suite '$suite' (js | cluster | python | browser)" >&2
       failed+=("$suite")
       ;;
   esac

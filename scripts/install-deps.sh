@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs and a fresh Debian machine lacks: Node.js + npm (for
-# the official socket.io-client), a Python venv with python-socketio, and the npm
-# packages of the conformance suite. Idempotent: a machine that has them skips each step.
+# the official socket.io-client), Chromium (for the browser suite), a Python venv with
+# python-socketio, and the npm packages of the conformance suites. Idempotent: a machine
+# that has them skips each step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,8 @@ command -v python3 >/dev/null 2>&1 || apt_install python3
 # Tests start their own private servers on free ports; they only need the binaries.
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/sbin/redis-server ] || apt_install redis-server
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || apt_install nats-server
+# The browser suite drives Debian's Chromium; puppeteer-core never downloads one.
+[ -x /usr/bin/chromium ] || apt_install chromium
 
 # A private venv: Debian's system Python refuses pip installs (PEP 668).
 VENV=target/py-venv
@@ -33,3 +36,4 @@ fi
   -r conformance/python/requirements.txt -r scripts/requirements-tools.txt
 
 (cd conformance/js && npm ci --no-audit --no-fund --loglevel=error)
+(cd conformance/browser && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)

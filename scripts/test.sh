@@ -14,7 +14,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo build --locked -p switchboard
 cargo test --workspace --locked
-echo "== conformance (socket.io-client, python-socketio)"
+echo "== conformance (socket.io-client, python-socketio, headless Chromium)"
 PATH="$PWD/target/py-venv/bin:$PATH" SWITCHBOARD_BIN="$PWD/target/debug/switchboard" conformance/run.sh
 echo "== admin API fuzzing against its OpenAPI document (schemathesis)"
 SWITCHBOARD_BIN="$PWD/target/debug/switchboard" scripts/schemathesis.sh

@@ -46,8 +46,8 @@ export function unique(prefix = "u") {
 
 /**
  * Starts `switchboard dev` on free loopback ports and resolves once its banner is read.
- * Resolves to `{url, origin, edgeBase, adminBase, secret, clientToken, token(claims),
- * connect(opts), stop(), logs()}`.
+ * Resolves to `{url, origin, edgeBase, adminBase, adminToken, secret, clientToken,
+ * token(claims), connect(opts), stop(), logs()}`.
  */
 export async function startServer({ timeoutMs = 30000, env = {} } = {}) {
   if (!existsSync(BIN)) {
@@ -160,6 +160,7 @@ export async function startServer({ timeoutMs = 30000, env = {} } = {}) {
     origin,
     edgeBase: origin,
     adminBase: banner["admin"],
+    /** The operator credential this server was started with (for suites that use the admin API). */
     adminToken,
     secret,
     clientToken: banner["client token"],
