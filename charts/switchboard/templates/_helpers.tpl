@@ -105,9 +105,6 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- if and .Values.nats.user (not (and .Values.nats.existingSecret .Values.nats.passwordKey)) -}}
 {{- fail "nats.user needs a password: nats.existingSecret and nats.passwordKey" -}}
 {{- end -}}
-{{- if and .Values.edge.pdb.enabled (not (kindIs "invalid" .Values.edge.pdb.minAvailable)) (not (kindIs "invalid" .Values.edge.pdb.maxUnavailable)) -}}
-{{- fail "edge.pdb: set maxUnavailable or minAvailable, not both (set the other to null)" -}}
-{{- end -}}
 {{- end -}}
 
 {{/*
