@@ -3,21 +3,31 @@ values, and hold the invariants a production install depends on."""
 
 import base64
 import copy
+import json
+import pathlib
 import re
+import tarfile
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 
 from conftest import (
-    BAD_VALUES, CHART, CI, NAMESPACE, RELEASE, VALUE_SETS, env_of, find, helm, one, pod_specs,
-    render, template_args,
+    BAD_VALUES, CHART, CI, NAMESPACE, RELEASE, ROOT, VALUE_SETS, env_of, find, helm, one,
+    pod_specs, render, template_args,
 )
 
 # The oldest Kubernetes minor the chart is validated against, and the newest.
 K8S_VERSIONS = ["1.33.0", "1.35.0"]
-# Kinds of CRDs kubernetes-validate has no schema for; test_optional_resources checks their shape.
-NOT_IN_KUBERNETES = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("gateway.networking.k8s.io/v1", "HTTPRoute")}
+# Kinds of CRDs kubernetes-validate has no schema for: validated against hand-written subset
+# schemas (charts/tests/schemas/, closed at every level) instead; test_optional_resources
+# checks their content.
+SCHEMAS = pathlib.Path(__file__).parent / "schemas"
+NOT_IN_KUBERNETES = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): SCHEMAS / "servicemonitor-v1.json",
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): SCHEMAS / "httproute-v1.json",
+}
 UID = 65532
 
 
@@ -55,7 +65,10 @@ def test_bad_values_refused(bad):
 def test_manifests_validate_strict(value_set, version, capsys):
     validated, skipped = 0, []
     for d in render(value_set):
-        if (d["apiVersion"], d["kind"]) in NOT_IN_KUBERNETES:
+        subset = NOT_IN_KUBERNETES.get((d["apiVersion"], d["kind"]))
+        if subset:
+            errors = list(jsonschema.Draft7Validator(json.loads(subset.read_text())).iter_errors(d))
+            assert not errors, f"{d['kind']}/{d['metadata']['name']}: {[(e.message, list(e.path)) for e in errors]}"
             skipped.append(f"{d['kind']}/{d['metadata']['name']}")
             continue
         try:
@@ -66,8 +79,20 @@ def test_manifests_validate_strict(value_set, version, capsys):
     assert validated >= 3  # minimal: CRD, Deployment, Service
     if skipped and version == K8S_VERSIONS[0]:
         with capsys.disabled():
-            print(f"\n  note: {value_set}: no Kubernetes schema for CRD kinds {', '.join(skipped)} "
-                  "(not validated by kubernetes-validate; test_optional_resources checks them)")
+            print(f"\n  note: {value_set}: kubernetes-validate has no schema for {', '.join(skipped)}: "
+                  "validated against the hand-written subsets in charts/tests/schemas/ instead")
+
+
+def test_subset_schemas_are_closed():
+    """A misspelt field in the HTTPRoute or ServiceMonitor template would be caught."""
+    docs = render("everything")
+    for kind, field in (("HTTPRoute", "parentRef"), ("ServiceMonitor", "endpoint")):
+        d = copy.deepcopy(one(docs, kind))
+        d["spec"][field] = []
+        schema = json.loads(NOT_IN_KUBERNETES[(d["apiVersion"], kind)].read_text())
+        assert list(jsonschema.Draft7Validator(schema).iter_errors(d)), kind
+        d = copy.deepcopy(one(docs, kind))
+        jsonschema.validate(d, schema)
 
 
 def test_validator_is_strict():
@@ -105,10 +130,15 @@ def edge(docs):
                                   ("edge.preStopSleepSeconds=30", "edge.terminationMarginSeconds=1")])
 def test_grace_period_covers_prestop_and_drain(value_set, sets):
     _, spec, c = edge(render(value_set, sets))
-    sleep = c["lifecycle"]["preStop"]["sleep"]["seconds"]
+    if "edge.preStopSleepSeconds=0" in sets:
+        assert "lifecycle" not in c
+        sleep = 0
+    else:
+        assert set(c["lifecycle"]["preStop"]) == {"sleep"}, "a static image has no shell: use the native sleep"
+        sleep = c["lifecycle"]["preStop"]["sleep"]["seconds"]
+        assert sleep > 0
     drain = int(env_of(c)["SWITCHBOARD_DRAIN_SECONDS"]["value"])
     assert spec["terminationGracePeriodSeconds"] >= sleep + drain + 1
-    assert "exec" not in c["lifecycle"]["preStop"], "a static image has no shell: use the native sleep"
 
 
 def test_grace_period_arithmetic():
@@ -447,6 +477,16 @@ def test_network_policy_edges_reach_only_backends_and_dns():
     assert adm["spec"]["ingress"][0]["ports"] == [{"port": "http", "protocol": "TCP"}]
 
 
+def test_ingress_cookie_secure_only_with_tls():
+    a = one(render("everything"), "Ingress")["metadata"]["annotations"]
+    assert a["nginx.ingress.kubernetes.io/session-cookie-secure"] == "true"
+    assert a["nginx.ingress.kubernetes.io/session-cookie-samesite"] == "None"
+    plain = render("everything", ("ingress.tls=null",))
+    a = one(plain, "Ingress")["metadata"]["annotations"]
+    assert "nginx.ingress.kubernetes.io/session-cookie-secure" not in a
+    assert a["nginx.ingress.kubernetes.io/affinity"] == "cookie"
+
+
 def test_ingress_without_nginx_annotations():
     docs = render("everything", ("ingress.nginx=false",))
     a = one(docs, "Ingress")["metadata"]["annotations"]
@@ -477,3 +517,65 @@ def test_notes_tell_how_to_connect():
     assert f"get secret {RELEASE}-switchboard-admin-token" in notes
     assert "kind: Tenant" in notes and "apiVersion: switchboard.dev/v1alpha1" in notes
     assert "JetStream" in notes
+
+
+# --- packaging and docs ---------------------------------------------------------------------
+
+def test_kube_version_floor():
+    ok = helm(*template_args(str(CI / "default-values.yaml")), "--kube-version", "1.30.0", check=False)
+    assert ok.returncode == 0, ok.stderr
+    old = helm(*template_args(str(CI / "default-values.yaml")), "--kube-version", "1.29.0", check=False)
+    assert old.returncode != 0 and "kubeVersion" in old.stderr
+
+
+def test_package_leaves_test_values_out(tmp_path):
+    helm("package", str(CHART), "--destination", str(tmp_path))
+    [tgz] = tmp_path.glob("switchboard-*.tgz")
+    names = tarfile.open(tgz).getnames()
+    assert "switchboard/values.schema.json" in names and "switchboard/crds/tenants.switchboard.dev.yaml" in names
+    assert not [n for n in names if n.startswith("switchboard/ci/")]
+
+
+def readme_tenant():
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Install on Kubernetes", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    docs = [d for b in blocks for d in yaml.safe_load_all(b) if d]
+    return section, docs
+
+
+def test_readme_install_and_tenant_example():
+    section, docs = readme_tenant()
+    assert "helm install sb charts/switchboard" in section
+    assert "--set redis.url=" in section and "--set nats.url=" in section
+    assert "sb-switchboard-admin-token" in section
+    [tenant] = [d for d in docs if d.get("kind") == "Tenant"]
+    assert tenant["apiVersion"] == "switchboard.dev/v1alpha1"
+    assert re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", tenant["metadata"]["name"])
+    spec = tenant["spec"]
+    assert set(spec) == {"name", "policy", "keys"}
+    assert "allowed_origins" in spec["policy"] and "credential_sources" in spec["policy"]
+    secret_refs = [k for k in spec["keys"] if "secretRef" in k]
+    pem_refs = [k for k in spec["keys"] if "publicKeySecretRef" in k]
+    jwks = [k for k in spec["keys"] if "jwksUrl" in k]
+    assert secret_refs and pem_refs and jwks
+    assert secret_refs[0]["alg"] == "HS256" and pem_refs[0]["alg"] == "RS256"
+    [secret] = [d for d in docs if d.get("kind") == "Secret"]
+    for k in secret_refs + pem_refs:
+        ref = k.get("secretRef") or k.get("publicKeySecretRef")
+        assert ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["stringData"]
+    # The placeholder CRD accepts it; the operator's generated CRD replaces the placeholder.
+    crd = one(render("default"), "CustomResourceDefinition")
+    jsonschema.validate(tenant, crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+
+
+def test_notes_tenant_example_uses_the_readme_names():
+    _, docs = readme_tenant()
+    [tenant] = [d for d in docs if d.get("kind") == "Tenant"]
+    notes = (CHART / "templates" / "NOTES.txt").read_text()
+    block = notes.split("apply -f - <<'YAML'\n", 1)[1].split("YAML\n", 1)[0]
+    example = yaml.safe_load("\n".join(l[5:] for l in block.splitlines()))
+    assert example["apiVersion"] == tenant["apiVersion"] and example["kind"] == "Tenant"
+    assert set(example["spec"]) <= set(tenant["spec"])
+    assert set(example["spec"]["policy"]) <= set(tenant["spec"]["policy"])
+    assert set(example["spec"]["keys"][0]) == set(tenant["spec"]["keys"][0])
