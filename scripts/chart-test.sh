@@ -17,7 +17,14 @@ PY="$VENV/bin/python"
 PIP=("$PY" -m pip install -q --disable-pip-version-check)
 if [ ! -x "$PY" ]; then
   mkdir -p target
-  python3 -m venv "$VENV"
+  if ! python3 -m venv "$VENV" 2>/dev/null; then
+    # Debian's python3 makes venvs only with python3-venv.
+    rm -rf "$VENV"
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq || true
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv
+    python3 -m venv "$VENV"
+  fi
 fi
 "${PIP[@]}" -r scripts/requirements-tools.txt
 
