@@ -473,8 +473,12 @@ def test_network_policy_edges_reach_only_backends_and_dns():
 
     without_https = render("everything", ("networkPolicy.allowHttpsEgress=false",))
     assert egress_ports(one(without_https, "NetworkPolicy", "-edge")) == {(53, "UDP"), (53, "TCP"), (6379, "TCP"), (4222, "TCP")}
+    monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    assert np["spec"]["ingress"][1] == {"ports": [{"port": "http", "protocol": "TCP"}], "from": [monitoring]}
     adm = one(docs, "NetworkPolicy", "-admin")
     assert adm["spec"]["ingress"][0]["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert adm["spec"]["ingress"][0]["from"] == [{"podSelector": {}}, monitoring]
+    assert egress_ports(adm) == {(53, "UDP"), (53, "TCP"), (6379, "TCP"), (4222, "TCP")}
 
 
 def test_ingress_cookie_secure_only_with_tls():
