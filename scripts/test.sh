@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: formatting, lints, the Rust unit and integration tests, and the
 # conformance suites that drive the real binary with the official JS and Python
-# Socket.IO clients. Installs what is missing first (scripts/install-deps.sh).
+# Socket.IO clients, and the Helm chart and Dockerfile (scripts/chart-test.sh). Installs
+# what is missing first (scripts/install-deps.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,4 +19,6 @@ echo "== conformance (socket.io-client, python-socketio, headless Chromium)"
 PATH="$PWD/target/py-venv/bin:$PATH" SWITCHBOARD_BIN="$PWD/target/debug/switchboard" conformance/run.sh
 echo "== admin API fuzzing against its OpenAPI document (schemathesis)"
 SWITCHBOARD_BIN="$PWD/target/debug/switchboard" scripts/schemathesis.sh
+echo "== helm chart (helm lint/template, kubernetes-validate, schema, invariants) and Dockerfile (hadolint)"
+scripts/chart-test.sh
 echo "== all tests passed"
