@@ -23,7 +23,7 @@ import { io } from "socket.io-client";
 
 import { ALL_CAPS, BIN, WAIT_MS, nowS, unique } from "./server.mjs";
 
-function which(bin) {
+export function which(bin) {
   for (const d of [...(process.env.PATH || "").split(":"), "/usr/sbin", "/usr/bin", "/usr/local/bin"]) {
     const p = join(d, bin);
     if (d && existsSync(p)) return p;
@@ -110,6 +110,11 @@ export class Cluster {
     this.edgeArgs = [];
     this.js = true;
   }
+  /** Extra environment variables for every Switchboard process (edges and admin). */
+  withEnv(env) {
+    this.env = env;
+    return this;
+  }
   /** Whether nats-server runs with JetStream (default); `false`: a plain server. */
   jetstream(on) {
     this.js = on;
@@ -151,6 +156,7 @@ export class Cluster {
   spawnRole(name, args) {
     return new Proc(name, BIN, [...args, "--redis-url", this.redisUrl, "--nats-url", this.natsUrl, "--node-id", name], {
       SWITCHBOARD_LOG: process.env.SWITCHBOARD_LOG || "info",
+      ...(this.env || {}),
     });
   }
 

@@ -81,7 +81,17 @@ fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 async fn count_requests(State(st): State<AdminState>, req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
     let method = req.method().as_str().to_string();
-    let res = next.run(req).await;
+    // One span per request, named by its route template (never the path itself, which
+    // holds tenant and room names), with its status.
+    let span = tracing::info_span!(
+        "admin",
+        otel.name = format!("{method} {}", route.as_deref().unwrap_or("unmatched")),
+        http.request.method = method.as_str(),
+        http.route = route.as_deref().unwrap_or("unmatched"),
+        http.response.status_code = tracing::field::Empty,
+    );
+    let res = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    span.record("http.response.status_code", res.status().as_u16());
     let labels = vec![
         ("route", route.unwrap_or_else(|| "unmatched".to_string())),
         ("method", method),

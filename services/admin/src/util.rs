@@ -58,7 +58,8 @@ pub fn bus_err(e: BusError) -> Problem {
 /// the change itself was kept (so the caller knows a retry is not needed for the data,
 /// only for the notification, which every edge also picks up when its cache expires).
 pub async fn notify(bus: &dyn Bus, c: Control, what: &str) -> Result<(), Problem> {
-    bus.control(c).await.map_err(|e| {
+    // Every edge's handling joins this request's trace.
+    bus.control_with(c, telemetry::otel::current_context()).await.map_err(|e| {
         tracing::warn!(error = %e, "control message not sent");
         Problem::new(
             "unavailable",

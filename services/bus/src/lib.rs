@@ -24,7 +24,9 @@ use serde::{Deserialize, Serialize};
 
 pub use adapter::{AdapterConfig, AdapterState, FullQueues, NatsAdapter};
 pub use local::LocalBus;
-pub use nats::{NODE_TIMEOUT, NatsBus, NatsConfig, STREAM, decode_control, decode_room, escape_room};
+pub use nats::{
+    NODE_TIMEOUT, NatsBus, NatsConfig, STREAM, decode_control, decode_control_with, decode_room, escape_room,
+};
 
 /// What travels to a room.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,6 +51,21 @@ pub struct Publish {
     /// The publishing connection, excluded from delivery unless `echo`.
     pub origin_conn: Option<String>,
     pub echo: bool,
+    /// The publish's W3C trace context, so that deliveries on every node join its trace.
+    pub trace: TraceContext,
+}
+
+/// W3C trace context fields (`traceparent`, `tracestate`) carried by bus messages; empty
+/// when the sender records no trace. The bus carries it and never reads it.
+pub type TraceContext = std::collections::BTreeMap<String, String>;
+
+/// What travels with a control message besides the message itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ControlMeta {
+    /// The trace context of the request that caused it.
+    pub trace: TraceContext,
+    /// Unix milliseconds when it was sent (0 when unknown).
+    pub sent_ms: i64,
 }
 
 /// A message as delivered, with the id and offset the bus gave it.
@@ -66,6 +83,9 @@ pub struct Message {
     pub offset: u64,
     /// Unix milliseconds.
     pub ts: i64,
+    /// The publish's trace context.
+    #[serde(default)]
+    pub trace: TraceContext,
 }
 
 /// The id and offset a publish was given.
@@ -124,6 +144,10 @@ pub trait Sink: Send + Sync + 'static {
     async fn deliver(&self, msg: Arc<Message>);
     /// Acts on a control message.
     async fn control(&self, msg: Control);
+    /// Acts on a control message that came with a trace context and a send time.
+    async fn control_with(&self, msg: Control, _meta: ControlMeta) {
+        self.control(msg).await
+    }
 }
 
 /// The fan-out.
@@ -138,7 +162,11 @@ pub trait Bus: Send + Sync + 'static {
     /// messages only while it does.
     async fn set_interest(&self, tenant: &str, room: &str, interested: bool) -> Result<(), BusError>;
     /// Sends a control message to every node, this one included.
-    async fn control(&self, c: Control) -> Result<(), BusError>;
+    async fn control(&self, c: Control) -> Result<(), BusError> {
+        self.control_with(c, TraceContext::new()).await
+    }
+    /// [`Bus::control`] with the trace context of the request that caused it.
+    async fn control_with(&self, c: Control, trace: TraceContext) -> Result<(), BusError>;
     /// Whether the bus is reachable (for `/readyz`).
     async fn ping(&self) -> Result<(), BusError>;
     /// Events of a room with an offset above `after`, at most `max` of them.

@@ -6,7 +6,10 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 
-use crate::{Bus, BusError, Control, Message, Payload, Publish, Published, Replay, Sink, now_ms};
+use crate::{
+    Bus, BusError, Control, ControlMeta, Message, Payload, Publish, Published, Replay, Sink, TraceContext,
+    now_ms,
+};
 
 /// Most events kept per room for resume, and for how long.
 const HISTORY_PER_ROOM: usize = 1000;
@@ -81,6 +84,7 @@ impl Bus for LocalBus {
             id: out.id.clone(),
             offset,
             ts: out.ts,
+            trace: p.trace,
         });
         if is_event {
             room.history.push_back((*msg).clone());
@@ -115,9 +119,9 @@ impl Bus for LocalBus {
         Ok(())
     }
 
-    async fn control(&self, c: Control) -> Result<(), BusError> {
+    async fn control_with(&self, c: Control, trace: TraceContext) -> Result<(), BusError> {
         if let Some(s) = self.sink.get() {
-            s.control(c).await;
+            s.control_with(c, ControlMeta { trace, sent_ms: now_ms() }).await;
         }
         Ok(())
     }
@@ -157,6 +161,7 @@ mod tests {
             from: None,
             origin_conn: None,
             echo: false,
+            trace: Default::default(),
         }
     }
 

@@ -26,7 +26,10 @@ use parking_lot::Mutex;
 use prost::Message as _;
 
 use crate::pb;
-use crate::{Bus, BusError, Control, Message, Payload, Publish, Published, Replay, Sink, now_ms};
+use crate::{
+    Bus, BusError, Control, ControlMeta, Message, Payload, Publish, Published, Replay, Sink, TraceContext,
+    now_ms,
+};
 
 /// How to reach NATS, and how much history to keep.
 #[derive(Clone)]
@@ -285,12 +288,12 @@ impl NatsBus {
         let sink = self.sink.clone();
         self.tasks.push(tokio::spawn(async move {
             while let Some(m) = ctl.next().await {
-                let Some(c) = decode_control(&m.payload) else {
+                let Some((c, meta)) = decode_control_with(&m.payload) else {
                     tracing::warn!("undecodable control message dropped");
                     continue;
                 };
                 if let Some(s) = sink.get() {
-                    s.control(c).await;
+                    s.control_with(c, meta).await;
                 }
             }
         }));
@@ -359,7 +362,7 @@ impl NatsBus {
             echo: p.echo,
             id: id.to_string(),
             ts,
-            trace: Default::default(),
+            trace: p.trace.clone(),
         }
     }
 
@@ -443,10 +446,11 @@ pub fn decode_room(body: &[u8], offset: u64, this_node: &str) -> Option<Message>
         id: m.id,
         offset,
         ts: m.ts,
+        trace: m.trace,
     })
 }
 
-fn encode_control(c: &Control, node: &str) -> Vec<u8> {
+fn encode_control(c: &Control, node: &str, trace: TraceContext) -> Vec<u8> {
     use pb::control::Kind;
     let kind = match c {
         Control::Revoked { tenant, revocation } => Kind::Revoked(pb::Revoked {
@@ -461,13 +465,20 @@ fn encode_control(c: &Control, node: &str) -> Vec<u8> {
             Kind::TenantDeleted(pb::TenantDeleted { tenant: tenant.clone() })
         }
     };
-    pb::Control { kind: Some(kind), origin_node: node.to_string() }.encode_to_vec()
+    pb::Control { kind: Some(kind), origin_node: node.to_string(), trace, sent_ms: now_ms() }.encode_to_vec()
 }
 
 /// Decodes a control message; `None` for one this version does not understand.
 pub fn decode_control(b: &[u8]) -> Option<Control> {
+    decode_control_with(b).map(|(c, _)| c)
+}
+
+/// [`decode_control`] with what travelled along: the trace context and the send time.
+pub fn decode_control_with(b: &[u8]) -> Option<(Control, ControlMeta)> {
     use pb::control::Kind;
-    Some(match pb::Control::decode(b).ok()?.kind? {
+    let m = pb::Control::decode(b).ok()?;
+    let meta = ControlMeta { trace: m.trace, sent_ms: m.sent_ms };
+    let c = match m.kind? {
         Kind::Revoked(r) => Control::Revoked {
             tenant: r.tenant,
             revocation: serde_json::from_slice(&r.revocation_json).ok()?,
@@ -475,7 +486,8 @@ pub fn decode_control(b: &[u8]) -> Option<Control> {
         Kind::Kick(k) => Control::Kick { tenant: k.tenant, sub: k.sub },
         Kind::TenantChanged(t) => Control::TenantChanged { tenant: t.tenant },
         Kind::TenantDeleted(t) => Control::TenantDeleted { tenant: t.tenant },
-    })
+    };
+    Some((c, meta))
 }
 
 #[async_trait]
@@ -613,8 +625,8 @@ impl Bus for NatsBus {
         self.round_trip().await
     }
 
-    async fn control(&self, c: Control) -> Result<(), BusError> {
-        let body = encode_control(&c, &self.cfg.node_id);
+    async fn control_with(&self, c: Control, trace: TraceContext) -> Result<(), BusError> {
+        let body = encode_control(&c, &self.cfg.node_id, trace);
         self.client.publish(CONTROL, Bytes::from(body)).await.map_err(unavailable)?;
         self.client.flush().await.map_err(unavailable)
     }
@@ -754,7 +766,7 @@ mod tests {
             Control::TenantChanged { tenant: "t".into() },
             Control::TenantDeleted { tenant: "t".into() },
         ] {
-            assert_eq!(decode_control(&encode_control(&c, "n")), Some(c));
+            assert_eq!(decode_control(&encode_control(&c, "n", TraceContext::new())), Some(c));
         }
         assert_eq!(decode_control(b"\xff\xff garbage"), None);
     }

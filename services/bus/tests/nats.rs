@@ -45,6 +45,7 @@ fn event(room: &str, n: u64) -> Publish {
         from: Some("alice".into()),
         origin_conn: Some("conn-1".into()),
         echo: false,
+        trace: Default::default(),
     }
 }
 

@@ -11,6 +11,7 @@ use serde_json::Value;
 use socketioxide::extract::{State, TryData};
 use socketioxide::socket::DisconnectReason;
 use state::{ConnRecord, random_token};
+use tracing::Instrument;
 
 use crate::conn::{Conn, conn_of};
 use crate::{Inner, events};
@@ -56,7 +57,41 @@ pub async fn authorize(
 ) -> Result<(), Refusal> {
     let tenant = tenant_of(s.ns()).to_string();
     let mut known = false;
-    let result = decide(&s, &tenant, auth.ok(), &inner, &mut known).await;
+    let started = std::time::Instant::now();
+    // The handshake's span: tenant, credential source and outcome code, never the
+    // credential. The tenant is recorded only once known to exist (below).
+    let span = tracing::info_span!(
+        "handshake",
+        node = inner.cfg.node_id.as_str(),
+        tenant = tracing::field::Empty,
+        source = tracing::field::Empty,
+        code = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    if let Some(id) = telemetry::otel::trace_id(&span) {
+        span.record("trace_id", id);
+    }
+    let result = decide(&s, &tenant, auth.ok(), &inner, &mut known).instrument(span.clone()).await;
+    if known {
+        span.record("tenant", tenant.as_str());
+    }
+    let outcome = match &result {
+        Ok(id) => {
+            span.record("source", id.source.as_str());
+            span.record("code", "accepted");
+            "accepted"
+        }
+        Err(r) => {
+            span.record("code", r.code());
+            "refused"
+        }
+    };
+    inner
+        .metrics
+        .handshake_seconds
+        .get_or_create(&telemetry::label("outcome", outcome))
+        .observe(started.elapsed().as_secs_f64());
+    let _entered = span.enter();
     match &result {
         Ok(identity) => {
             // Handlers are registered here, before socketioxide sends the CONNECT ack: a
@@ -132,6 +167,7 @@ async fn decide(
         origin: header(s, http::header::ORIGIN),
         query: parts.uri.query(),
     };
+    let decided = std::time::Instant::now();
     policy::check_origin(&ctx.tenant.policy, req.origin)?;
     let now = now_s();
     let credential = policy::find_credential(&ctx.tenant.policy, &req)?;
@@ -148,7 +184,9 @@ async fn decide(
     let pol = &ctx.tenant.policy;
     let identity = match credential {
         Credential::Token { source, token } => {
-            policy::verify_token(&token, tenant, &ctx.ring, pol, source, now)?
+            let id = policy::verify_token(&token, tenant, &ctx.ring, pol, source, now);
+            inner.metrics.policy_seconds.observe(decided.elapsed().as_secs_f64());
+            id?
         }
         Credential::Ticket(t) => {
             if t.len() > MAX_TICKET_BYTES {

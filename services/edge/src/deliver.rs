@@ -8,10 +8,11 @@ use std::time::Duration;
 use crate::SocketIo;
 use crate::SocketRef;
 use async_trait::async_trait;
-use bus::{Control, Message, Payload, Sink};
+use bus::{Control, ControlMeta, Message, Payload, Sink};
 use parking_lot::Mutex;
 use serde_json::json;
 use state::StatsDelta;
+use tracing::Instrument;
 
 use crate::Inner;
 use crate::conn::{conn_of, end_session};
@@ -113,7 +114,48 @@ fn ns(tenant: &str) -> String {
 #[async_trait]
 impl Sink for EdgeSink {
     async fn deliver(&self, msg: Arc<Message>) {
+        if msg.trace.is_empty() {
+            return self.fan_out(msg).await;
+        }
+        // The fan-out on this node, a child of the publish on whichever node it was.
+        let span = tracing::info_span!(
+            "deliver",
+            kind = if matches!(msg.payload, Payload::Event { .. }) { "event" } else { "presence" },
+            tenant = msg.tenant.as_str(),
+            room = msg.room.as_str(),
+            node = self.inner.cfg.node_id.as_str(),
+            recipients = tracing::field::Empty,
+        );
+        telemetry::otel::set_remote_parent(&span, &msg.trace);
+        self.fan_out(msg).instrument(span).await
+    }
+
+    async fn control(&self, c: Control) {
+        self.control_with(c, ControlMeta::default()).await
+    }
+
+    async fn control_with(&self, c: Control, meta: ControlMeta) {
+        let kind = match &c {
+            Control::Revoked { .. } => "revoked",
+            Control::Kick { .. } => "kick",
+            Control::TenantChanged { .. } => "tenant_changed",
+            Control::TenantDeleted { .. } => "tenant_deleted",
+        };
+        let span = tracing::info_span!("control", otel.name = kind, node = self.inner.cfg.node_id.as_str());
+        telemetry::otel::set_remote_parent(&span, &meta.trace);
+        self.act(c).instrument(span).await;
+        if meta.sent_ms > 0 {
+            let secs = (bus::now_ms() - meta.sent_ms).max(0) as f64 / 1000.0;
+            self.inner.metrics.control_seconds.get_or_create(&telemetry::label("kind", kind)).observe(secs);
+        }
+    }
+}
+
+impl EdgeSink {
+    async fn fan_out(&self, msg: Arc<Message>) {
         self.inner.metrics.bus_received.get_or_create(&telemetry::tenant(&msg.tenant)).inc();
+        let since_publish = || (bus::now_ms() - msg.ts).max(0) as f64 / 1000.0;
+        self.inner.metrics.bus_lag_seconds.observe(since_publish());
         let Some(op) = self.io.of(ns(&msg.tenant)) else { return };
         match &msg.payload {
             Payload::Event { event, data } => {
@@ -175,6 +217,8 @@ impl Sink for EdgeSink {
                     }
                 };
                 self.inner.metrics.messages_out.get_or_create(&telemetry::tenant(&msg.tenant)).inc_by(n);
+                self.inner.metrics.delivery_seconds.observe(since_publish());
+                tracing::Span::current().record("recipients", n);
                 self.inner.stats.add(&msg.tenant, |s| s.messages_out += n);
             }
             Payload::PresenceJoin { sub, meta } | Payload::PresenceLeave { sub, meta } => {
@@ -189,7 +233,7 @@ impl Sink for EdgeSink {
         }
     }
 
-    async fn control(&self, c: Control) {
+    async fn act(&self, c: Control) {
         match c {
             Control::Revoked { tenant, revocation } => {
                 self.inner.tenants.invalidate(&tenant);
@@ -219,9 +263,7 @@ impl Sink for EdgeSink {
             }
         }
     }
-}
 
-impl EdgeSink {
     fn sockets(&self, tenant: &str) -> Vec<SocketRef> {
         self.io.of(ns(tenant)).map(|op| op.sockets()).unwrap_or_default()
     }

@@ -9,6 +9,7 @@ use bus::{Payload, Publish};
 use policy::{EventError, Right};
 use serde_json::{Value, json};
 use socketioxide::extract::{State, TryData};
+use tracing::Instrument;
 
 use crate::Inner;
 use crate::conn::{Conn, Ordered};
@@ -23,7 +24,36 @@ pub fn register(s: &SocketRef) {
     s.on_fallback(on_unknown);
 }
 
+/// The span of one client event: tenant, room, outcome code; never the payload.
+fn event_span(
+    inner: &Inner,
+    event: &'static str,
+    conn: &Conn,
+    d: &Result<Value, impl std::fmt::Debug>,
+) -> tracing::Span {
+    let room = d
+        .as_ref()
+        .ok()
+        .and_then(|v| v.get("room"))
+        .and_then(Value::as_str)
+        .filter(|r| policy::validate_room(r));
+    let span = tracing::info_span!(
+        "event",
+        otel.name = event,
+        tenant = conn.tenant.as_str(),
+        room = room.unwrap_or(""),
+        node = inner.cfg.node_id.as_str(),
+        code = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    if let Some(id) = telemetry::otel::trace_id(&span) {
+        span.record("trace_id", id);
+    }
+    span
+}
+
 fn answer(inner: &Inner, conn: &Conn, event: &str, ack: AckSender, r: Result<Value, EventError>) {
+    tracing::Span::current().record("code", r.as_ref().err().map_or("ok", |e| e.code()));
     let body = match r {
         Ok(mut v) => {
             if let Some(o) = v.as_object_mut() {
@@ -36,7 +66,7 @@ fn answer(inner: &Inner, conn: &Conn, event: &str, ack: AckSender, r: Result<Val
                 .metrics
                 .event_errors
                 .get_or_create(&vec![
-                    ("tenant", conn.tenant.clone()),
+                    ("tenant", telemetry::tenant_label(&conn.tenant)),
                     ("event", event.to_string()),
                     ("code", e.code().to_string()),
                 ])
@@ -72,8 +102,13 @@ async fn on_subscribe(
     o: Ordered,
 ) {
     let Some((conn, _turn)) = o.open_turn().await else { return };
-    let r = subscribe(&inner, &s, &conn, &d).await;
-    answer(&inner, &conn, "subscribe", ack, r);
+    let span = event_span(&inner, "subscribe", &conn, &d);
+    async {
+        let r = subscribe(&inner, &s, &conn, &d).await;
+        answer(&inner, &conn, "subscribe", ack, r);
+    }
+    .instrument(span)
+    .await;
 }
 
 async fn subscribe(
@@ -119,10 +154,11 @@ pub async fn join_room(
         let id = conn.identity.read();
         (id.sub.clone(), id.meta.clone(), id.caps.allows(room, Right::Presence))
     };
-    if inner.rooms.join(&conn.tenant, room)
-        && let Err(e) = inner.bus.set_interest(&conn.tenant, room, true).await
-    {
-        tracing::warn!(tenant = conn.tenant, error = %e, "bus interest failed");
+    if inner.rooms.join(&conn.tenant, room) {
+        inner.metrics.rooms.get_or_create(&telemetry::tenant(&conn.tenant)).inc();
+        if let Err(e) = inner.bus.set_interest(&conn.tenant, room, true).await {
+            tracing::warn!(tenant = conn.tenant, error = %e, "bus interest failed");
+        }
     }
     if gated {
         // The gate goes up before the room is joined, so no live event slips past it.
@@ -153,6 +189,7 @@ pub async fn join_room(
                     from: None,
                     origin_conn: None,
                     echo: true,
+                    trace: telemetry::otel::current_context(),
                 };
                 let _ = inner.bus.publish(p).await;
             }
@@ -173,6 +210,7 @@ async fn leave_local(inner: &Arc<Inner>, s: &SocketRef, conn: &Conn, room: &str)
     s.leave(presence_room(room));
     crate::resume::abandon(conn, s, room);
     if inner.rooms.leave(&conn.tenant, room) {
+        inner.metrics.rooms.get_or_create(&telemetry::tenant(&conn.tenant)).dec();
         inner.recent.forget(&conn.tenant, room);
         if let Err(e) = inner.bus.set_interest(&conn.tenant, room, false).await {
             tracing::warn!(tenant = conn.tenant, error = %e, "bus interest failed");
@@ -207,6 +245,7 @@ pub async fn leave_room(inner: &Arc<Inner>, s: &SocketRef, conn: &Conn, room: &s
                     from: None,
                     origin_conn: None,
                     echo: true,
+                    trace: telemetry::otel::current_context(),
                 };
                 let _ = inner.bus.publish(p).await;
             }
@@ -251,8 +290,13 @@ impl std::io::Write for Counter {
 
 async fn on_publish(State(inner): State<Arc<Inner>>, TryData(d): TryData<Value>, ack: AckSender, o: Ordered) {
     let Some((conn, _turn)) = o.open_turn().await else { return };
-    let r = publish(&inner, &conn, d).await;
-    answer(&inner, &conn, "publish", ack, r);
+    let span = event_span(&inner, "publish", &conn, &d);
+    async {
+        let r = publish(&inner, &conn, d).await;
+        answer(&inner, &conn, "publish", ack, r);
+    }
+    .instrument(span)
+    .await;
 }
 
 async fn publish(
@@ -291,6 +335,8 @@ async fn publish(
         from: Some(from),
         origin_conn: Some(conn.id.clone()),
         echo,
+        // Deliveries on every node join this publish's trace.
+        trace: telemetry::otel::current_context(),
     };
     let out = inner.bus.publish(p).await.map_err(|_| EventError::Unavailable)?;
     inner.metrics.messages_in.get_or_create(&telemetry::tenant(&conn.tenant)).inc();

@@ -109,6 +109,7 @@ mod tests {
             id: format!("m{offset}"),
             offset,
             ts,
+            trace: Default::default(),
         })
     }
 

@@ -79,6 +79,7 @@ async fn a_client_that_stops_reading_costs_only_its_own_deliveries_and_resumes_w
                     from: None,
                     origin_conn: None,
                     echo: true,
+                    trace: Default::default(),
                 };
                 bus.publish(p).await.expect("publish");
             }

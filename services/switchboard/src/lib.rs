@@ -44,6 +44,18 @@ pub enum Command {
     },
 }
 
+impl Cli {
+    /// The node id given by flag or environment, if any: telemetry's `service.instance.id`.
+    pub fn node_id(&self) -> Option<&str> {
+        match &self.command {
+            Command::Dev(a) => a.common.node_id.as_deref(),
+            Command::Edge(a) => a.common.node_id.as_deref(),
+            Command::Admin(a) => a.common.node_id.as_deref(),
+            _ => None,
+        }
+    }
+}
+
 /// Runs the chosen role until it ends (or a signal ends it).
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {

@@ -10,8 +10,12 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use prometheus_client::registry::Unit;
 use tracing_subscriber::EnvFilter;
+
+pub mod otel;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,17 +35,69 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
-/// Installs the global tracing subscriber, writing to stderr. Safe to call twice (the
-/// second call does nothing), which keeps tests simple.
-pub fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<()> {
+/// What [`init`] installed; [`Telemetry::shutdown`] flushes spans still queued.
+#[derive(Default)]
+pub struct Telemetry {
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Whether spans are exported (the `OTEL_*` variables asked for it).
+    pub fn exporting(&self) -> bool {
+        self.provider.is_some()
+    }
+
+    /// Exports what is still queued (bounded by the exporter's timeout) and stops.
+    pub fn shutdown(self) {
+        if let Some(p) = self.provider {
+            let _ = p.shutdown();
+        }
+    }
+}
+
+/// Installs the global tracing subscriber: logs to stderr (text or JSON, filtered by
+/// `filter`), and spans to OTLP when the `OTEL_*` variables ask for it (see [`otel`]),
+/// with `instance` as `service.instance.id`. Needs the Tokio runtime the OTLP requests
+/// run on. Safe to call twice (the second call does nothing), which keeps tests simple.
+pub fn init(
+    filter: &str,
+    format: LogFormat,
+    runtime: tokio::runtime::Handle,
+    instance: Option<&str>,
+) -> anyhow::Result<Telemetry> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter =
         EnvFilter::try_new(filter).map_err(|e| anyhow::anyhow!("invalid log filter {filter:?}: {e}"))?;
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => b.try_init(),
-        LogFormat::Json => b.json().try_init(),
+    let provider = if otel::export_requested() { Some(otel::provider(runtime, instance)?) } else { None };
+    let logs: Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync> = match format {
+        LogFormat::Text => {
+            tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter).boxed()
+        }
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
     };
-    Ok(())
+    let spans = provider.as_ref().map(|p| {
+        use opentelemetry::trace::TracerProvider;
+        // Spans are exported whatever the log filter says (`SWITCHBOARD_LOG=warn` must not
+        // turn tracing off), but only our own crates' spans.
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("switchboard"))
+            .with_filter(tracing_subscriber::filter::filter_fn(|m| m.is_span() && is_ours(m.target())))
+    });
+    let _ = tracing_subscriber::registry().with(logs).with(spans).try_init();
+    Ok(Telemetry { provider })
+}
+
+/// Our crates' tracing targets (the crate name is the target's first segment).
+fn is_ours(target: &str) -> bool {
+    let krate = target.split("::").next().unwrap_or(target);
+    matches!(krate, "edge" | "admin" | "bus" | "state" | "switchboard" | "policy")
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -72,6 +128,27 @@ pub struct Metrics {
     /// 1 when the bus keeps room history (NATS with JetStream, or one node), 0 on a plain
     /// NATS server: resumes then start fresh (`recovered: false`).
     pub bus_history: Gauge,
+    /// Rooms with at least one subscriber on this node, by tenant.
+    pub rooms: Family<Labels, Gauge>,
+    /// Handshake duration from CONNECT to the decision, by outcome (`accepted`/`refused`).
+    pub handshake_seconds: Family<Labels, Histogram>,
+    /// Time `policy` took to find and verify a credential.
+    pub policy_seconds: Histogram,
+    /// Publish (the bus took it) to this node receiving it from the bus.
+    pub bus_lag_seconds: Histogram,
+    /// Publish to the event being queued on this node's sockets.
+    pub delivery_seconds: Histogram,
+    /// A control message (revocation, kick, tenant change) sent to acted on, on this node.
+    pub control_seconds: Family<Labels, Histogram>,
+}
+
+/// Buckets for latencies from a fraction of a millisecond to ten seconds.
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0].into_iter()
+}
+
+fn latency() -> Histogram {
+    Histogram::new(latency_buckets())
 }
 
 impl Default for Metrics {
@@ -93,6 +170,44 @@ impl Metrics {
         let bus_received = Family::<Labels, Counter>::default();
         let deliveries_dropped = Family::<Labels, Counter>::default();
         let bus_history = Gauge::default();
+        let rooms = Family::<Labels, Gauge>::default();
+        let handshake_seconds =
+            Family::<Labels, Histogram>::new_with_constructor(latency as fn() -> Histogram);
+        let policy_seconds = latency();
+        let bus_lag_seconds = latency();
+        let delivery_seconds = latency();
+        let control_seconds = Family::<Labels, Histogram>::new_with_constructor(latency as fn() -> Histogram);
+        registry.register("rooms", "Rooms with subscribers on this node", rooms.clone());
+        registry.register_with_unit(
+            "handshake_duration",
+            "Socket.IO handshakes, CONNECT to decision, by outcome",
+            Unit::Seconds,
+            handshake_seconds.clone(),
+        );
+        registry.register_with_unit(
+            "policy_decision_duration",
+            "Finding and verifying a handshake's credential",
+            Unit::Seconds,
+            policy_seconds.clone(),
+        );
+        registry.register_with_unit(
+            "bus_lag",
+            "From a publish being taken by the bus to this node receiving it",
+            Unit::Seconds,
+            bus_lag_seconds.clone(),
+        );
+        registry.register_with_unit(
+            "delivery_latency",
+            "From a publish being taken by the bus to its event being queued on this node's sockets",
+            Unit::Seconds,
+            delivery_seconds.clone(),
+        );
+        registry.register_with_unit(
+            "control_propagation",
+            "From a control message (revocation, kick, tenant change) being sent to this node acting on it, by kind",
+            Unit::Seconds,
+            control_seconds.clone(),
+        );
         registry.register(
             "bus_history_enabled",
             "1 when the bus keeps room history for resumes (JetStream), 0 when it does not",
@@ -123,6 +238,12 @@ impl Metrics {
             bus_received,
             deliveries_dropped,
             bus_history,
+            rooms,
+            handshake_seconds,
+            policy_seconds,
+            bus_lag_seconds,
+            delivery_seconds,
+            control_seconds,
         }
     }
 
@@ -140,14 +261,52 @@ impl Metrics {
     }
 }
 
+/// At most this many distinct tenants get series of their own (`SWITCHBOARD_METRICS_MAX_TENANTS`,
+/// default 1,000); the rest are counted under `tenant="_other"`, so that a service with many
+/// tenants cannot blow up its Prometheus.
+fn max_tenants() -> usize {
+    static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| {
+        std::env::var("SWITCHBOARD_METRICS_MAX_TENANTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000)
+    })
+}
+
+/// The tenant label for `t`, under the cardinality guard.
+pub fn tenant_label(t: &str) -> String {
+    static SEEN: std::sync::OnceLock<parking_lot::RwLock<std::collections::HashSet<String>>> =
+        std::sync::OnceLock::new();
+    guarded(SEEN.get_or_init(Default::default), max_tenants(), t)
+}
+
+fn guarded(seen: &parking_lot::RwLock<std::collections::HashSet<String>>, max: usize, t: &str) -> String {
+    if t.is_empty() || seen.read().contains(t) {
+        return t.to_string();
+    }
+    let mut w = seen.write();
+    if w.contains(t) || w.len() < max {
+        w.insert(t.to_string());
+        t.to_string()
+    } else {
+        OTHER.to_string()
+    }
+}
+
+/// The tenant label of tenants past the cardinality guard.
+pub const OTHER: &str = "_other";
+
 /// Labels for a tenant-scoped series.
 pub fn tenant(t: &str) -> Labels {
-    vec![("tenant", t.to_string())]
+    vec![("tenant", tenant_label(t))]
 }
 
 /// Labels for a tenant-scoped series with a code.
 pub fn tenant_code(t: &str, code: &str) -> Labels {
-    vec![("tenant", t.to_string()), ("code", code.to_string())]
+    vec![("tenant", tenant_label(t)), ("code", code.to_string())]
+}
+
+/// Labels with one `name="value"` pair (histograms by outcome or kind).
+pub fn label(name: &'static str, value: &str) -> Labels {
+    vec![(name, value.to_string())]
 }
 
 /// Replaces the value of `token=` and `ticket=` query parameters with `REDACTED`, so that a
@@ -174,6 +333,26 @@ mod tests {
             "EIO=4&transport=polling&token=REDACTED&ticket=REDACTED&x=1"
         );
         assert_eq!(redact_query(""), "");
+    }
+
+    #[test]
+    fn tenant_labels_are_capped() {
+        let seen = Default::default();
+        assert_eq!(guarded(&seen, 2, "a"), "a");
+        assert_eq!(guarded(&seen, 2, "b"), "b");
+        assert_eq!(guarded(&seen, 2, "c"), OTHER, "past the cap");
+        assert_eq!(guarded(&seen, 2, "a"), "a", "known tenants keep their label");
+        assert_eq!(guarded(&seen, 2, ""), "", "the no-tenant label is not counted");
+    }
+
+    #[test]
+    fn histograms_follow_prometheus_naming() {
+        let m = Metrics::new();
+        m.delivery_seconds.observe(0.002);
+        m.handshake_seconds.get_or_create(&label("outcome", "accepted")).observe(0.01);
+        let s = m.encode();
+        assert!(s.contains("switchboard_delivery_latency_seconds_bucket{le=\"0.0025\"} 1"), "{s}");
+        assert!(s.contains("switchboard_handshake_duration_seconds_count{outcome=\"accepted\"} 1"), "{s}");
     }
 
     #[test]

@@ -117,6 +117,7 @@ pub async fn publish(
         from: None,
         origin_conn: None,
         echo: true,
+        trace: telemetry::otel::current_context(),
     };
     let published = st.bus.publish(p).await.map_err(bus_err)?;
     st.metrics.messages_in.get_or_create(&telemetry::tenant(&t.id)).inc();

@@ -113,7 +113,10 @@ pub async fn kick_connections(
     check_id_claim("sub", &sub)?;
     let tenant = access.tenant.id;
     let n = st.store.list_connections(&tenant, Some(&sub)).await.map_err(store_err)?.len() as u64;
-    st.bus.control(Control::Kick { tenant, sub: sub.clone() }).await.map_err(bus_err)?;
+    st.bus
+        .control_with(Control::Kick { tenant, sub: sub.clone() }, telemetry::otel::current_context())
+        .await
+        .map_err(bus_err)?;
     Ok((StatusCode::ACCEPTED, Json(KickOut { sub, connections: n })).into_response())
 }
 

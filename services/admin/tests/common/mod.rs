@@ -260,9 +260,9 @@ impl Bus for FlakyBus {
         self.check()?;
         self.inner.last_offset(tenant, room).await
     }
-    async fn control(&self, c: Control) -> Result<(), BusError> {
+    async fn control_with(&self, c: Control, trace: bus::TraceContext) -> Result<(), BusError> {
         self.check()?;
-        self.inner.control(c).await
+        self.inner.control_with(c, trace).await
     }
     async fn ping(&self) -> Result<(), BusError> {
         self.check()

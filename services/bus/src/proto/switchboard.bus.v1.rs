@@ -64,11 +64,21 @@ pub struct Presence {
     pub meta_json: ::prost::alloc::vec::Vec<u8>,
 }
 /// A control message, published to `sb.ctl`; every node acts on it.
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Control {
     /// The node that sent it.
     #[prost(string, tag = "15")]
     pub origin_node: ::prost::alloc::string::String,
+    /// W3C trace context (`traceparent`, `tracestate`) of the request that caused it, so that
+    /// its handling on every node joins the request's trace.
+    #[prost(btree_map = "string, string", tag = "16")]
+    pub trace: ::prost::alloc::collections::BTreeMap<
+        ::prost::alloc::string::String,
+        ::prost::alloc::string::String,
+    >,
+    /// Unix milliseconds when it was sent (for the propagation-latency histogram).
+    #[prost(int64, tag = "17")]
+    pub sent_ms: i64,
     #[prost(oneof = "control::Kind", tags = "1, 2, 3, 4")]
     pub kind: ::core::option::Option<control::Kind>,
 }
