@@ -72,7 +72,7 @@ before(async () => {
   rx = await new Receiver().start();
   c = await new Cluster()
     .edges(3)
-    .withEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: rx.endpoint, OTEL_BSP_SCHEDULE_DELAY: "100", OTEL_SERVICE_NAME: "switchboard-test" })
+    .withEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: rx.endpoint, OTEL_BSP_SCHEDULE_DELAY: "100", OTEL_SERVICE_NAME: "switchboard-test", SWITCHBOARD_LOG_FORMAT: "json", KEEP_ALL_LOGS: "1" })
     .start();
   t = await c.tenant();
 });
@@ -144,5 +144,10 @@ describe("OpenTelemetry traces across nodes", () => {
     );
     assert.equal(span.attrs.tenant, t.id);
     assert.ok(!JSON.stringify(rx.spans).includes(bad), "no token in any span");
+    // The JSON log line of the refusal carries the same trace id.
+    const lines = c.edge(2).proc.all.join("").split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+    const logged = lines.find((l) => l.fields?.message === "handshake refused" && l.span?.trace_id === span.traceId);
+    assert.ok(logged, `a JSON log line with trace_id ${span.traceId}`);
+    assert.equal(logged.fields.code, "invalid_token");
   });
 });

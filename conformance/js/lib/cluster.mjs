@@ -77,9 +77,11 @@ class Proc {
     this.name = name;
     this.tail = "";
     this.child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NO_COLOR: "1", ...env } });
+    this.all = [];
     const keep = (chunk) => {
       if (process.env.SWITCHBOARD_TEST_LOGS) process.stderr.write(`[${name}] ${chunk}`);
       this.tail = (this.tail + chunk).slice(-20000);
+      if (env.KEEP_ALL_LOGS) this.all.push(chunk);
     };
     this.child.stdout.setEncoding("utf8").on("data", keep);
     this.child.stderr.setEncoding("utf8").on("data", keep);

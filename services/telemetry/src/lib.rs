@@ -71,6 +71,13 @@ pub fn init(
     let filter =
         EnvFilter::try_new(filter).map_err(|e| anyhow::anyhow!("invalid log filter {filter:?}: {e}"))?;
     let provider = if otel::export_requested() { Some(otel::provider(runtime, instance)?) } else { None };
+    // Other crates never log below info, whatever the filter says: at debug and trace
+    // they print what crosses the wire (WebSocket frames with auth payloads, HTTP headers,
+    // Redis commands with tickets and key secrets), and secrets must not reach logs.
+    use tracing_subscriber::filter::FilterExt;
+    let filter = filter.and(tracing_subscriber::filter::filter_fn(|m| {
+        *m.level() <= tracing::Level::INFO || is_ours(m.target())
+    }));
     let logs: Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync> = match format {
         LogFormat::Text => {
             tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter).boxed()
