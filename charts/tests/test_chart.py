@@ -583,3 +583,18 @@ def test_notes_tenant_example_uses_the_readme_names():
     assert set(example["spec"]) <= set(tenant["spec"])
     assert set(example["spec"]["policy"]) <= set(tenant["spec"]["policy"])
     assert set(example["spec"]["keys"][0]) == set(tenant["spec"]["keys"][0])
+
+
+DASHBOARD = CHART / "dashboards" / "switchboard.json"
+
+
+def test_dashboard_configmap_ships_the_dashboard():
+    cm = one(render("everything"), "ConfigMap", "-dashboard")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    shipped = json.loads(cm["data"]["switchboard.json"])
+    assert shipped == json.loads(DASHBOARD.read_text())
+    assert not find(render("default"), "ConfigMap", "-dashboard"), "off by default"
+
+
+# That every metric the dashboard queries exists is tested where the metrics are defined:
+# services/telemetry (`the_dashboard_queries_metrics_that_exist`).

@@ -362,6 +362,44 @@ mod tests {
         assert!(s.contains("switchboard_handshake_duration_seconds_count{outcome=\"accepted\"} 1"), "{s}");
     }
 
+    /// The Grafana dashboard the Helm chart ships queries only metrics that exist.
+    #[test]
+    fn the_dashboard_queries_metrics_that_exist() {
+        let m = Metrics::new();
+        let t = tenant_code("t", "c");
+        for f in [&m.handshakes, &m.messages_in, &m.messages_out, &m.event_errors, &m.sessions_ended]
+            .into_iter()
+            .chain([&m.admin_requests, &m.bus_received, &m.deliveries_dropped])
+        {
+            f.get_or_create(&t).inc();
+        }
+        m.connections.get_or_create(&t).inc();
+        m.rooms.get_or_create(&t).inc();
+        m.handshake_seconds.get_or_create(&t).observe(0.1);
+        m.control_seconds.get_or_create(&t).observe(0.1);
+        m.policy_seconds.observe(0.1);
+        m.bus_lag_seconds.observe(0.1);
+        m.delivery_seconds.observe(0.1);
+        let exported = m.encode();
+        let path =
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../charts/switchboard/dashboards/switchboard.json");
+        let dashboard = std::fs::read_to_string(path).expect("the dashboard");
+        let mut used = 0;
+        for (i, _) in dashboard.match_indices("switchboard_") {
+            let name: String =
+                dashboard[i..].chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
+            if name == "switchboard_" {
+                continue;
+            }
+            used += 1;
+            let series = exported
+                .lines()
+                .any(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")));
+            assert!(series, "the dashboard queries {name}, which is not exported");
+        }
+        assert!(used >= 10, "the dashboard queries metrics: {used}");
+    }
+
     #[test]
     fn encodes_families() {
         let m = Metrics::new();
