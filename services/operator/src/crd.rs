@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 /// The finalizer that removes the tenant from the store before the resource goes.
 pub const FINALIZER: &str = "switchboard.dev/tenant-cleanup";
 
-/// A Switchboard tenant, kept in the store the admin API writes by the operator.
+/// The tenant as it should be: the operator writes it into the store the admin API uses.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[kube(
     group = "switchboard.dev",
@@ -28,18 +28,10 @@ pub const FINALIZER: &str = "switchboard.dev/tenant-cleanup";
     status = "TenantStatus",
     doc = "A Switchboard tenant: its Socket.IO namespace, policy and token keys. metadata.name is the \
            tenant id ([a-z0-9][a-z0-9-]{0,62}).",
-    printcolumn(name = "Display", type_ = "string", json_path = ".spec.name"),
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    ),
-    printcolumn(
-        name = "Reason",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
-    ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn = r#"{"name":"Display", "type":"string", "jsonPath":".spec.name"}"#,
+    printcolumn = r#"{"name":"Ready", "type":"string", "jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason", "type":"string", "jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Age", "type":"date", "jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TenantSpec {

@@ -12,5 +12,9 @@
 //! It writes only through `admin::service`, the admin API's own tenant and key code. It
 //! does not serve HTTP, speak Socket.IO, or decide policy.
 
+pub mod controller;
 pub mod crd;
+pub mod lease;
 pub mod plan;
+
+pub use crd::{Tenant, TenantSpec, TenantStatus, crd_yaml};

@@ -34,7 +34,7 @@ pub enum StoreView {
     /// No such tenant.
     Absent,
     /// The tenant and its keys.
-    Present { tenant: Tenant, keys: Vec<KeyRecord> },
+    Present { tenant: Box<Tenant>, keys: Vec<KeyRecord> },
 }
 
 /// Everything the decision depends on.

@@ -87,7 +87,7 @@ fn is(p: &Plan, t: &str, status: &str, reason: &str) {
 /// The store after `p` was carried out on `before` (what the controller does).
 fn applied(before: &StoreView, p: &Plan) -> StoreView {
     let (mut tenant, mut keys) = match before {
-        StoreView::Present { tenant, keys } => (Some(tenant.clone()), keys.clone()),
+        StoreView::Present { tenant, keys } => (Some((**tenant).clone()), keys.clone()),
         _ => (None, Vec::new()),
     };
     if let Some(t) = &p.create {
@@ -98,7 +98,7 @@ fn applied(before: &StoreView, p: &Plan) -> StoreView {
     }
     keys.retain(|k| !p.remove_keys.contains(&k.kid));
     keys.extend(p.add_keys.iter().cloned());
-    StoreView::Present { tenant: tenant.expect("a tenant"), keys }
+    StoreView::Present { tenant: Box::new(tenant.expect("a tenant")), keys }
 }
 
 #[test]
@@ -374,7 +374,7 @@ fn a_tenant_owned_by_someone_else_is_left_alone() {
             created_at: 1,
             managed_by: owner.clone(),
         };
-        c.store = StoreView::Present { tenant: t, keys: Vec::new() };
+        c.store = StoreView::Present { tenant: Box::new(t), keys: Vec::new() };
         let p = c.plan();
         is(&p, READY, "False", "NotOwned");
         assert!(!p.writes(), "{owner:?}: {p:?}");
@@ -425,9 +425,11 @@ fn a_failed_write_shows_in_the_status() {
 /// to the same policy: a field added to the policy fails this test until the CRD has it.
 #[test]
 fn the_policy_mirror_covers_every_policy_field() {
-    let mut full = TenantPolicy::default();
-    full.cors_allowed_headers = vec!["x-app".into()];
-    full.default_caps = policy::Caps::from_json(&json!({"chat": ["subscribe", "presence"]})).expect("caps");
+    let full = TenantPolicy {
+        cors_allowed_headers: vec!["x-app".into()],
+        default_caps: policy::Caps::from_json(&json!({"chat": ["subscribe", "presence"]})).expect("caps"),
+        ..TenantPolicy::default()
+    };
     let policy_json = serde_json::to_value(&full).expect("json");
     let policy_fields: BTreeSet<String> = policy_json.as_object().expect("object").keys().cloned().collect();
     // Every policy field, camelCased, fills the mirror.
