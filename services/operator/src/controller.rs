@@ -55,7 +55,7 @@ impl Error {
     /// A stable code for logs and metrics.
     pub fn code(&self) -> &'static str {
         match self {
-            Error::Kube(_) => "kubernetes_unavailable",
+            Error::Kube(_) => "kubernetes_api",
             Error::Store(e) => e.code(),
             Error::Write(e) => e.code(),
             Error::Finalizer(e) => match e.as_ref() {
@@ -234,11 +234,33 @@ async fn publish(ctx: &Context, t: &Tenant, type_: EventType, reason: &str, note
 async fn apply(t: &Tenant, ns: &str, ctx: &Context) -> Result<Action, Error> {
     let name = t.name_any();
     let owner = plan::owner_of(ns, &name);
-    let secrets = read_secrets(t, ns, ctx).await?;
-    let store = read_store(ctx.store.as_ref(), &name).await;
-    let now = now_s();
     let previous = t.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
     let generation = t.metadata.generation;
+    let secrets = match read_secrets(t, ns, ctx).await {
+        Ok(s) => s,
+        Err(e) => {
+            // Say so in the status (best effort: the API server may be what failed).
+            let mut status = t.status.clone().unwrap_or_default();
+            let msg = format!("cannot read the Secrets the keys reference: {e}");
+            let c = (plan::KEYS_RESOLVED, "False", "SecretsUnreadable", msg.clone());
+            plan::set_condition(&mut status.conditions, &previous, generation, now_s(), c);
+            let c = (plan::READY, "False", "SecretsUnreadable", msg.clone());
+            plan::set_condition(&mut status.conditions, &previous, generation, now_s(), c);
+            status.observed_generation = generation;
+            if t.status.as_ref() != Some(&status) {
+                let api: Api<Tenant> = Api::namespaced(ctx.client.clone(), ns);
+                let patch = serde_json::json!({ "status": status });
+                if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await
+                {
+                    tracing::warn!(error = %e, "status not written");
+                }
+                publish(ctx, t, EventType::Warning, "SecretsUnreadable", msg).await;
+            }
+            return Err(e);
+        }
+    };
+    let store = read_store(ctx.store.as_ref(), &name).await;
+    let now = now_s();
     let p = plan::plan(Input {
         namespace: ns,
         name: &name,
@@ -312,8 +334,22 @@ async fn cleanup(t: &Tenant, ns: &str, ctx: &Context) -> Result<Action, Error> {
             publish(ctx, t, EventType::Normal, "Deleted", format!("tenant {name} removed from the store"))
                 .await;
         }
-        // Not ours (or gone already): nothing to remove.
-        _ => {}
+        // Gone already (perhaps by an earlier attempt whose control message failed): say
+        // it again, so that every edge ends the tenant's sessions. Harmless otherwise.
+        None => {
+            if let Err(e) = service::notify(
+                ctx.bus.as_ref(),
+                bus::Control::TenantDeleted { tenant: name.clone() },
+                "the deletion",
+            )
+            .await
+            {
+                publish(ctx, t, EventType::Warning, plan::reason_of(&e), e.to_string()).await;
+                return Err(Error::Write(e));
+            }
+        }
+        // Not ours: nothing to remove.
+        Some(_) => {}
     }
     Ok(Action::await_change())
 }

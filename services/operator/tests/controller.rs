@@ -217,6 +217,15 @@ async fn delete_removes_the_tenant_then_the_finalizer() {
     assert_eq!(gone.metadata.finalizers, None);
     assert_eq!(e.store.get_tenant("acme").await.expect("store"), None);
     assert_eq!(e.controls(), vec![Control::TenantDeleted { tenant: "acme".into() }], "sessions end");
+
+    // A cleanup retried after the tenant is gone (say the control message failed) says
+    // it again, and lets the resource go.
+    let mut again = deleting(finalized(tenant(1)));
+    again.status = gone.status.clone();
+    let (r, seen, _) = e.drive(&again).await;
+    assert!(r.is_ok());
+    assert_eq!(lines(&seen), vec![format!("PATCH {TENANT_PATH}")]);
+    assert_eq!(e.controls(), vec![Control::TenantDeleted { tenant: "acme".into() }]);
 }
 
 #[tokio::test]
@@ -314,4 +323,21 @@ async fn a_resource_name_that_is_no_tenant_id_is_refused_in_the_status() {
     assert_eq!(lines(&seen), vec![format!("PATCH {status_path}"), format!("POST {EVENTS_PATH}")]);
     assert_eq!(condition(after.status.as_ref().expect("status"), "Ready"), cond("False", "InvalidTenantId"));
     assert!(e.store.list_tenants().await.expect("store").is_empty());
+}
+
+#[tokio::test]
+async fn secrets_the_operator_may_not_read_show_in_the_status() {
+    let mut e = env();
+    e.secret_refusal = Some(403);
+    let (r, seen, after) = e.drive(&finalized(tenant(1))).await;
+    assert_eq!(r.expect_err("forbidden").code(), "kubernetes_api");
+    assert_eq!(
+        lines(&seen),
+        vec![format!("GET {SECRET_PATH}"), format!("PATCH {STATUS_PATH}"), format!("POST {EVENTS_PATH}"),]
+    );
+    let status = after.status.expect("status");
+    assert_eq!(condition(&status, "KeysResolved"), cond("False", "SecretsUnreadable"));
+    assert_eq!(condition(&status, "Ready"), cond("False", "SecretsUnreadable"));
+    assert_eq!(seen[2].body["type"], "Warning");
+    assert!(e.store.list_tenants().await.expect("store").is_empty(), "nothing written");
 }

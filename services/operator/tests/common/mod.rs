@@ -67,6 +67,8 @@ pub struct Env {
     pub rec: Arc<Rec>,
     /// The Secrets the fake API server holds: name → data.
     pub secrets: BTreeMap<String, BTreeMap<String, String>>,
+    /// When set, Secret reads answer this status (e.g. 403: RBAC refuses).
+    pub secret_refusal: Option<u16>,
 }
 
 pub fn env() -> Env {
@@ -77,7 +79,7 @@ pub fn env() -> Env {
     let rec = Arc::new(Rec::default());
     bus.attach(rec.clone());
     let ctx = Arc::new(Context::new(client, NS, store.clone(), bus.clone(), Some("op-0".into())));
-    Env { ctx, api, store, bus, rec, secrets: BTreeMap::new() }
+    Env { ctx, api, store, bus, rec, secrets: BTreeMap::new(), secret_refusal: None }
 }
 
 /// A Tenant `acme` in `prod` with one HMAC key from Secret `acme-keys`.
@@ -164,9 +166,12 @@ impl Env {
             let (status, reply) = match (method.as_str(), path.as_str()) {
                 ("GET", p) if p.starts_with("/api/v1/namespaces/prod/secrets/") => {
                     let name = p.rsplit('/').next().unwrap_or_default();
-                    match self.secret(name) {
-                        Some(s) => (200, s),
-                        None => (404, status_json(404, "NotFound", &format!("secrets \"{name}\" not found"))),
+                    match (self.secret_refusal, self.secret(name)) {
+                        (Some(code), _) => (code, status_json(code, "Forbidden", "secrets is forbidden")),
+                        (None, Some(s)) => (200, s),
+                        (None, None) => {
+                            (404, status_json(404, "NotFound", &format!("secrets \"{name}\" not found")))
+                        }
                     }
                 }
                 ("PATCH", p) if p.ends_with("/status") => {
