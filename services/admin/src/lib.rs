@@ -19,6 +19,7 @@ mod auth;
 mod extract;
 mod openapi;
 mod routes;
+pub mod service;
 mod util;
 
 use std::sync::Arc;

@@ -54,18 +54,10 @@ pub fn bus_err(e: BusError) -> Problem {
     Problem::new(e.code(), "the message bus is unavailable; retry")
 }
 
-/// Sends a control message after a change was saved. A failure is a 503 whose detail says
-/// the change itself was kept (so the caller knows a retry is not needed for the data,
-/// only for the notification, which every edge also picks up when its cache expires).
+/// Sends a control message after a change was saved ([`crate::service::notify`]): a
+/// failure is a 503 whose detail says the change itself was kept.
 pub async fn notify(bus: &dyn Bus, c: Control, what: &str) -> Result<(), Problem> {
-    // Every edge's handling joins this request's trace.
-    bus.control_with(c, telemetry::otel::current_context()).await.map_err(|e| {
-        tracing::warn!(error = %e, "control message not sent");
-        Problem::new(
-            "unavailable",
-            format!("{what} was saved, but the message bus is unavailable to tell the edges; retry"),
-        )
-    })
+    crate::service::notify(bus, c, what).await.map_err(Problem::from)
 }
 
 /// A user id (`sub`) or token id (`jti`): 1-256 bytes, no control characters — the rule

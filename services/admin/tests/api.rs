@@ -234,6 +234,56 @@ async fn tenants_lifecycle() {
     assert!(e.take_controls().is_empty());
 }
 
+/// A tenant owned by a Kubernetes `Tenant` resource (the operator) answers every admin
+/// write to its definition — PATCH, DELETE, key add and delete — with 409
+/// `managed_by_operator`, and nothing changes; reads and the other routes still work.
+#[tokio::test]
+async fn writes_to_an_operator_owned_tenant_are_refused() {
+    let e = env();
+    let owner = "Tenant default/acme";
+    let t = admin::service::prepare_tenant(
+        admin::service::NewTenant { id: "acme".into(), managed_by: Some(owner.into()), ..Default::default() },
+        now(),
+    )
+    .expect("valid");
+    e.store.create_tenant(t.clone()).await.expect("create");
+    let (k, _) = admin::service::prepare_key(
+        admin::service::KeyRequest {
+            kid: Some("k1".into()),
+            alg: Some("HS256".into()),
+            secret: Some(policy::Secret::new("s".repeat(32))),
+            ..Default::default()
+        },
+        now(),
+    )
+    .expect("key");
+    e.store.add_key("acme", k.clone()).await.expect("key");
+    e.take_controls();
+
+    let refused = [
+        e.admin("PATCH", "/v1/tenants/acme", Some(json!({"name": "x"}))).await,
+        e.admin("PATCH", "/v1/tenants/acme", Some(json!({"policy": {"max_connections": 0}}))).await,
+        e.admin("DELETE", "/v1/tenants/acme", None).await,
+        e.admin("POST", "/v1/tenants/acme/keys", Some(json!({"alg": "HS256"}))).await,
+        e.admin("DELETE", "/v1/tenants/acme/keys/k1", None).await,
+    ];
+    for a in &refused {
+        a.problem(409, "managed_by_operator");
+        let detail = a.body["detail"].as_str().expect("detail");
+        assert!(detail.contains(owner), "{detail}");
+    }
+    assert!(e.take_controls().is_empty(), "nothing changed, nothing told");
+    assert_eq!(e.store.get_tenant("acme").await.expect("store"), Some(t));
+    assert_eq!(e.store.list_keys("acme").await.expect("store"), vec![k]);
+    // Reads and runtime routes are not definition writes.
+    e.admin("GET", "/v1/tenants/acme", None).await.ok(200);
+    e.admin("GET", "/v1/tenants/acme/keys", None).await.ok(200);
+    e.admin("POST", "/v1/tenants/acme/api-keys", Some(json!({"name": "ci"}))).await.ok(201);
+    // A tenant the admin API made stays the admin API's.
+    e.tenant("free").await;
+    e.admin("PATCH", "/v1/tenants/free", Some(json!({"name": "Free"}))).await.ok(200);
+}
+
 #[tokio::test]
 async fn invalid_tenants_are_refused() {
     let e = env();

@@ -246,6 +246,7 @@ mod tests {
                 name: "t".into(),
                 policy: TenantPolicy::default(),
                 created_at: 0,
+                managed_by: None,
             })
             .await
             .expect("tenant");

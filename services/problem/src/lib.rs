@@ -22,7 +22,7 @@ pub fn status_of(code: &str) -> StatusCode {
             StatusCode::FORBIDDEN
         }
         "unknown_tenant" | "not_found" => StatusCode::NOT_FOUND,
-        "conflict" | "no_signing_key" => StatusCode::CONFLICT,
+        "conflict" | "no_signing_key" | "managed_by_operator" => StatusCode::CONFLICT,
         "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
         "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
         "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
@@ -83,6 +83,7 @@ mod tests {
         assert_eq!(status_of("unknown_tenant"), StatusCode::NOT_FOUND);
         assert_eq!(status_of("unavailable"), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(status_of("invalid_request"), StatusCode::BAD_REQUEST);
+        assert_eq!(status_of("managed_by_operator"), StatusCode::CONFLICT);
         let p = Problem::new("conflict", "tenant acme exists");
         assert_eq!(p.body()["status"], 409);
         assert_eq!(p.body()["code"], "conflict");

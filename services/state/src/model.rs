@@ -13,6 +13,11 @@ pub struct Tenant {
     pub policy: TenantPolicy,
     /// Unix seconds.
     pub created_at: i64,
+    /// Who owns the tenant's definition when it is not the admin API: the Kubernetes
+    /// operator sets it (`Tenant <namespace>/<name>`), and the admin API then refuses to
+    /// change it. Absent in records written before it existed, and for admin-made tenants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_by: Option<String>,
 }
 
 /// A tenant API key; the key itself is never stored, only its hash.
@@ -92,4 +97,22 @@ pub fn random_token(bytes: usize) -> String {
 /// The stored form of a secret the store must recognise but never reveal.
 pub fn hash_secret(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_records_from_before_managed_by_still_decode() {
+        let old = r#"{"id":"acme","name":"Acme","policy":{},"created_at":5}"#;
+        let t: Tenant = serde_json::from_str(old).expect("decodes");
+        assert_eq!(t.managed_by, None);
+        // And an unowned record is written as before, without the field.
+        assert!(!serde_json::to_string(&t).expect("encodes").contains("managed_by"));
+        let owned = Tenant { managed_by: Some("Tenant ns/acme".into()), ..t };
+        let back: Tenant =
+            serde_json::from_str(&serde_json::to_string(&owned).expect("encodes")).expect("decodes");
+        assert_eq!(back, owned);
+    }
 }

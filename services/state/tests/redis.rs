@@ -16,7 +16,13 @@ use state::{
 };
 
 fn tenant(id: &str) -> Tenant {
-    Tenant { id: id.into(), name: format!("Tenant {id}"), policy: TenantPolicy::default(), created_at: 7 }
+    Tenant {
+        id: id.into(),
+        name: format!("Tenant {id}"),
+        policy: TenantPolicy::default(),
+        created_at: 7,
+        managed_by: None,
+    }
 }
 
 fn conn(id: &str, sub: &str, node: &str) -> ConnRecord {

@@ -300,6 +300,74 @@ impl AdminArgs {
     }
 }
 
+/// `switchboard operator`.
+#[derive(Debug, Clone, Args)]
+pub struct OperatorArgs {
+    /// The namespace whose Tenants (and their Secrets) are reconciled; unset: the pod's
+    /// namespace (`POD_NAMESPACE`), else the kubeconfig's default.
+    #[arg(long, env = "SWITCHBOARD_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// The coordination.k8s.io Lease that elects the one replica that writes.
+    #[arg(long, env = "SWITCHBOARD_LEASE_NAME", default_value = "switchboard-operator")]
+    pub lease_name: String,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// A checked `operator` configuration.
+#[derive(Debug, Clone)]
+pub struct OperatorConfig {
+    pub namespace: Option<String>,
+    pub lease_name: String,
+    /// The Lease holder identity: `--node-id`, else the pod's name (`POD_NAME`), else random.
+    pub node_id: String,
+    pub nats: Option<bus::NatsConfig>,
+    /// May hold a password: redacted in `Debug`.
+    pub redis_url: Option<Secret>,
+    pub state_liveness: Duration,
+}
+
+/// A Kubernetes DNS label (`[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63).
+fn dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+impl OperatorArgs {
+    pub fn validate(self) -> anyhow::Result<OperatorConfig> {
+        self.common.check_backends()?;
+        if self.common.redis_url.is_none() || self.common.nats_url.is_none() {
+            bail!(
+                "switchboard operator needs --redis-url and --nats-url (SWITCHBOARD_REDIS_URL, \
+                 SWITCHBOARD_NATS_URL): it writes the store the edges and the admin API share"
+            );
+        }
+        if let Some(n) = &self.namespace
+            && !dns_label(n)
+        {
+            bail!("--namespace must be a Kubernetes namespace name ([a-z0-9-], at most 63)");
+        }
+        if self.lease_name.len() > 253 || !self.lease_name.split('.').all(dns_label) {
+            bail!("--lease-name must be a Kubernetes object name ([a-z0-9-.], at most 253)");
+        }
+        let node_id = match (&self.common.node_id, std::env::var("POD_NAME")) {
+            (None, Ok(pod)) if !pod.is_empty() && pod.len() <= 253 => pod,
+            _ => self.common.node_id()?,
+        };
+        Ok(OperatorConfig {
+            namespace: self.namespace.clone(),
+            lease_name: self.lease_name.clone(),
+            nats: self.common.nats_config(&node_id),
+            redis_url: self.common.redis_url.clone().map(Secret::new),
+            state_liveness: Duration::from_secs(self.common.state_liveness_seconds),
+            node_id,
+        })
+    }
+}
+
 /// `switchboard token`.
 #[derive(Clone, Args)]
 pub struct TokenArgs {
@@ -412,6 +480,7 @@ pub enum CheckRole {
     Dev(DevArgs),
     Edge(EdgeArgs),
     Admin(AdminArgs),
+    Operator(OperatorArgs),
 }
 
 impl CheckRole {
@@ -420,6 +489,7 @@ impl CheckRole {
             CheckRole::Dev(a) => format!("{:?}", a.validate()?),
             CheckRole::Edge(a) => format!("{:?}", a.validate()?),
             CheckRole::Admin(a) => format!("{:?}", a.validate()?),
+            CheckRole::Operator(a) => format!("{:?}", a.validate()?),
         })
     }
 }
@@ -435,6 +505,45 @@ mod tests {
         match cli.command {
             Command::Edge(a) => a.validate(),
             _ => unreachable!("an edge command"),
+        }
+    }
+
+    fn operator(args: &[&str]) -> anyhow::Result<super::OperatorConfig> {
+        let cli = Cli::try_parse_from([&["switchboard", "operator"], args].concat()).expect("parses");
+        match cli.command {
+            Command::Operator(a) => a.validate(),
+            _ => unreachable!("an operator command"),
+        }
+    }
+
+    #[test]
+    fn operator_config_is_checked_and_secrets_redacted() {
+        let backends =
+            ["--redis-url", "redis://:hunter2-secret@redis:6379", "--nats-url", "nats://nats:4222"];
+        let e = operator(&[]).expect_err("no backends").to_string();
+        assert!(e.contains("needs --redis-url and --nats-url"), "{e}");
+        let e = operator(&backends[..2]).expect_err("no NATS").to_string();
+        assert!(e.contains("--nats-url"), "{e}");
+        let c = operator(&backends).expect("valid");
+        assert_eq!(c.lease_name, "switchboard-operator");
+        assert_eq!(c.namespace, None);
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("hunter2"), "{dbg}");
+        let c = operator(
+            &[&backends[..], &["--namespace", "prod", "--lease-name", "sb.lease", "--node-id", "op-1"]]
+                .concat(),
+        )
+        .expect("valid");
+        assert_eq!(
+            (c.namespace.as_deref(), c.lease_name.as_str(), c.node_id.as_str()),
+            (Some("prod"), "sb.lease", "op-1")
+        );
+        for (flag, bad) in
+            [("--namespace", "Prod"), ("--namespace", "-x"), ("--lease-name", "a..b"), ("--lease-name", "A")]
+        {
+            let arg = format!("{flag}={bad}");
+            let e = operator(&[&backends[..], &[arg.as_str()]].concat()).expect_err(bad).to_string();
+            assert!(e.contains(flag), "{e}");
         }
     }
 

@@ -81,6 +81,7 @@ async fn demo_tenant(store: &dyn state::Store, now: i64) -> anyhow::Result<Secre
             name: "Demo".into(),
             policy: TenantPolicy::default(),
             created_at: now,
+            managed_by: None,
         })
         .await;
     match created {

@@ -8,7 +8,7 @@ mod serve;
 
 use clap::{Parser, Subcommand};
 
-pub use config::{AdminArgs, CommonArgs, EdgeArgs, TokenArgs};
+pub use config::{AdminArgs, CommonArgs, EdgeArgs, OperatorArgs, TokenArgs};
 
 /// Switchboard: multi-tenant real-time messaging for unmodified Socket.IO v4 clients.
 #[derive(Debug, Parser)]
@@ -33,8 +33,10 @@ pub enum Command {
     Edge(config::EdgeArgs),
     /// The tenant admin HTTP API.
     Admin(config::AdminArgs),
-    /// The Kubernetes controller for Tenant resources.
-    Operator,
+    /// The Kubernetes controller for Tenant resources (leader-elected; needs Redis and NATS).
+    Operator(config::OperatorArgs),
+    /// Prints the Tenant CustomResourceDefinition (YAML), as the Helm chart installs it.
+    Crd,
     /// Mints a client token from a key given on the command line.
     Token(config::TokenArgs),
     /// Validates the configuration of a role and exits.
@@ -62,7 +64,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dev(a) => dev::run(a.validate()?).await,
         Command::Edge(a) => serve::edge(a.validate()?).await,
         Command::Admin(a) => serve::admin(a.validate()?).await,
-        Command::Operator => anyhow::bail!("the operator is not available in this build yet"),
+        Command::Operator(a) => serve::operator(a.validate()?).await,
+        Command::Crd => {
+            print!("{}", operator::crd_yaml());
+            Ok(())
+        }
         Command::Token(a) => {
             println!("{}", a.mint()?);
             Ok(())

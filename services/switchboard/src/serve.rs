@@ -11,7 +11,7 @@ use state::{MemoryStore, Store};
 use telemetry::Metrics;
 use tokio::net::TcpListener;
 
-use crate::config::{AdminConfig, EdgeConfig};
+use crate::config::{AdminConfig, EdgeConfig, OperatorConfig};
 
 /// The store, bus and Socket.IO adapter state a node uses: Redis and NATS when configured,
 /// else in-memory state, local fan-out and the local adapter (one node). The adapter shares
@@ -138,4 +138,18 @@ pub async fn admin(cfg: AdminConfig) -> anyhow::Result<()> {
     let router = admin::router(admin::AdminState { store, bus, metrics, admin_token: cfg.admin_token });
     tracing::info!(addr = %listener.local_addr()?, node = cfg.node_id, "admin API listening");
     serve_until(listener, router, shutdown_signal()).await
+}
+
+pub async fn operator(cfg: OperatorConfig) -> anyhow::Result<()> {
+    let (store, bus, _) =
+        backends(cfg.redis_url.as_ref(), cfg.state_liveness, &cfg.node_id, cfg.nats.clone()).await?;
+    let opts = operator::Options {
+        namespace: cfg.namespace,
+        lease_name: cfg.lease_name,
+        identity: cfg.node_id,
+        timings: operator::lease::LeaseTimings::default(),
+    };
+    operator::run(opts, store, bus.clone(), shutdown_signal()).await?;
+    bus.leave().await;
+    Ok(())
 }

@@ -3,9 +3,8 @@
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use bus::Control;
 use http::StatusCode;
-use policy::{TenantPolicy, validate_tenant_id};
+use policy::TenantPolicy;
 use problem::Problem;
 use serde::{Deserialize, Serialize};
 use state::Tenant;
@@ -15,7 +14,8 @@ use crate::AdminState;
 use crate::auth::{AdminOnly, TenantAccess};
 use crate::extract::Body;
 use crate::openapi::PolicyDoc;
-use crate::util::{check_name, invalid, notify, now_s, rfc3339, store_err};
+use crate::service::{self, NewTenant, TenantPatch};
+use crate::util::{now_s, rfc3339, store_err};
 
 /// A tenant.
 #[derive(Serialize, ToSchema)]
@@ -68,10 +68,6 @@ pub struct PatchTenant {
     pub policy: Option<serde_json::Value>,
 }
 
-fn policy_problem(e: policy::PolicyError) -> Problem {
-    invalid(format!("invalid policy: {e}"))
-}
-
 /// Creates a tenant (admin token only).
 #[utoipa::path(
     post,
@@ -88,28 +84,9 @@ pub async fn create_tenant(
     _admin: AdminOnly,
     Body(req): Body<CreateTenant>,
 ) -> Result<Response, Problem> {
-    if !validate_tenant_id(&req.id) {
-        return Err(invalid("tenant ids match [a-z0-9][a-z0-9-]{0,62}"));
-    }
-    let name = match req.name {
-        Some(n) => {
-            check_name("name", &n)?;
-            n
-        }
-        None => req.id.clone(),
-    };
-    let policy = match &req.policy {
-        None | Some(serde_json::Value::Null) => TenantPolicy::default(),
-        Some(p @ serde_json::Value::Object(_)) => {
-            TenantPolicy::default().merged(p).map_err(policy_problem)?
-        }
-        Some(_) => return Err(invalid("policy must be an object")),
-    };
-    let t = Tenant { id: req.id, name, policy, created_at: now_s() };
-    st.store.create_tenant(t.clone()).await.map_err(|e| match e {
-        state::StoreError::Conflict => Problem::new("conflict", format!("tenant {} exists", t.id)),
-        e => store_err(e),
-    })?;
+    let new = NewTenant { id: req.id, name: req.name, policy: req.policy, managed_by: None };
+    let t = service::prepare_tenant(new, now_s())?;
+    service::create_tenant(st.store.as_ref(), &t).await?;
     Ok((StatusCode::CREATED, Json(TenantOut::from(t))).into_response())
 }
 
@@ -147,25 +124,20 @@ pub async fn get_tenant(access: TenantAccess) -> Json<TenantOut> {
     tag = "tenants",
     params(("t" = String, Path, description = "Tenant id")),
     request_body = PatchTenant,
-    responses((status = 200, description = "The tenant as changed", body = TenantOut))
+    responses(
+        (status = 200, description = "The tenant as changed", body = TenantOut),
+        (status = 409, description = "The tenant belongs to a Kubernetes `Tenant` resource (`managed_by_operator`)")
+    )
 )]
 pub async fn patch_tenant(
     State(st): State<AdminState>,
     access: TenantAccess,
     Body(req): Body<PatchTenant>,
 ) -> Result<Json<TenantOut>, Problem> {
-    let mut t = access.tenant;
-    if let Some(n) = req.name {
-        check_name("name", &n)?;
-        t.name = n;
-    }
-    match &req.policy {
-        None | Some(serde_json::Value::Null) => {}
-        Some(p @ serde_json::Value::Object(_)) => t.policy = t.policy.merged(p).map_err(policy_problem)?,
-        Some(_) => return Err(invalid("policy must be an object (a JSON merge patch)")),
-    }
-    st.store.update_tenant(t.clone()).await.map_err(store_err)?;
-    notify(st.bus.as_ref(), Control::TenantChanged { tenant: t.id.clone() }, "the tenant").await?;
+    let current = access.tenant;
+    service::check_writer(&current, None)?;
+    let t = service::patched(current.clone(), TenantPatch { name: req.name, policy: req.policy })?;
+    service::update_tenant(st.store.as_ref(), st.bus.as_ref(), None, &current, &t).await?;
     Ok(Json(TenantOut::from(t)))
 }
 
@@ -176,19 +148,16 @@ pub async fn patch_tenant(
     path = "/v1/tenants/{t}",
     tag = "tenants",
     params(("t" = String, Path, description = "Tenant id")),
-    responses((status = 204, description = "Deleted"))
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 409, description = "The tenant belongs to a Kubernetes `Tenant` resource (`managed_by_operator`)")
+    )
 )]
 pub async fn delete_tenant(
     State(st): State<AdminState>,
     _admin: AdminOnly,
     crate::extract::P(t): crate::extract::P<String>,
 ) -> Result<StatusCode, Problem> {
-    if !validate_tenant_id(&t) {
-        return Err(invalid("tenant ids match [a-z0-9][a-z0-9-]{0,62}"));
-    }
-    if !st.store.delete_tenant(&t).await.map_err(store_err)? {
-        return Err(Problem::new("not_found", "no such tenant"));
-    }
-    notify(st.bus.as_ref(), Control::TenantDeleted { tenant: t }, "the deletion").await?;
+    service::delete_tenant(st.store.as_ref(), st.bus.as_ref(), None, &t).await?;
     Ok(StatusCode::NO_CONTENT)
 }

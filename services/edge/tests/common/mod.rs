@@ -15,8 +15,13 @@ pub const SECRET: &str = "edge-test-secret-edge-test-secret";
 /// An in-memory store holding the tenant and its HS256 key.
 pub async fn store() -> Arc<dyn Store> {
     let store = MemoryStore::new();
-    let tenant =
-        Tenant { id: TENANT.into(), name: "Acme".into(), policy: TenantPolicy::default(), created_at: 0 };
+    let tenant = Tenant {
+        id: TENANT.into(),
+        name: "Acme".into(),
+        policy: TenantPolicy::default(),
+        created_at: 0,
+        managed_by: None,
+    };
     store.create_tenant(tenant).await.expect("tenant");
     let key = KeyRecord {
         kid: KID.into(),

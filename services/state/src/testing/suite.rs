@@ -6,7 +6,13 @@ use crate::*;
 use policy::{RevocationRule, TenantPolicy};
 
 fn tenant(id: &str) -> Tenant {
-    Tenant { id: id.into(), name: id.into(), policy: TenantPolicy::default(), created_at: 1 }
+    Tenant {
+        id: id.into(),
+        name: id.into(),
+        policy: TenantPolicy::default(),
+        created_at: 1,
+        managed_by: None,
+    }
 }
 
 fn conn(id: &str, sub: &str) -> ConnRecord {
@@ -59,6 +65,15 @@ async fn tenants(s: &dyn Store) {
     assert!(!s.list_tenants().await.expect("list").iter().any(|t| t.id == "t1"));
     assert_eq!(s.get_tenant("t1").await.expect("get"), None);
     assert_eq!(s.list_keys("t1").await, Err(StoreError::NotFound));
+    // The owner mark survives a round trip, through create and update.
+    let mut owned = tenant("t1o");
+    owned.managed_by = Some("Tenant default/t1o".into());
+    s.create_tenant(owned.clone()).await.expect("create owned");
+    assert_eq!(s.get_tenant("t1o").await.expect("get"), Some(owned.clone()));
+    owned.name = "renamed".into();
+    s.update_tenant(owned.clone()).await.expect("update owned");
+    assert_eq!(s.get_tenant("t1o").await.expect("get"), Some(owned));
+    assert!(s.delete_tenant("t1o").await.expect("delete"));
 }
 
 async fn keys_and_api_keys(s: &dyn Store) {
