@@ -558,7 +558,7 @@ def test_readme_install_and_tenant_example():
     assert re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", tenant["metadata"]["name"])
     spec = tenant["spec"]
     assert set(spec) == {"name", "policy", "keys"}
-    assert "allowed_origins" in spec["policy"] and "credential_sources" in spec["policy"]
+    assert "allowedOrigins" in spec["policy"] and "credentialSources" in spec["policy"]
     secret_refs = [k for k in spec["keys"] if "secretRef" in k]
     pem_refs = [k for k in spec["keys"] if "publicKeySecretRef" in k]
     jwks = [k for k in spec["keys"] if "jwksUrl" in k]
@@ -568,9 +568,17 @@ def test_readme_install_and_tenant_example():
     for k in secret_refs + pem_refs:
         ref = k.get("secretRef") or k.get("publicKeySecretRef")
         assert ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["stringData"]
-    # The placeholder CRD accepts it; the operator's generated CRD replaces the placeholder.
+    # The CRD generated from the operator's types accepts it, and names every field it
+    # uses (the API server would silently prune an unknown one).
     crd = one(render("default"), "CustomResourceDefinition")
-    jsonschema.validate(tenant, crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    jsonschema.validate(tenant, schema)
+    spec_schema = schema["properties"]["spec"]["properties"]
+    assert set(spec) <= set(spec_schema)
+    assert set(spec["policy"]) <= set(spec_schema["policy"]["properties"]), "policy fields the CRD knows"
+    key_fields = set(spec_schema["keys"]["items"].get("properties", {}))
+    for k in spec["keys"]:
+        assert set(k) <= key_fields, f"key fields the CRD knows: {sorted(set(k) - key_fields)}"
 
 
 def test_notes_tenant_example_uses_the_readme_names():
