@@ -49,8 +49,9 @@ describe("a plain NATS server (no JetStream)", () => {
     const watcher = c.connect(0, t, { auth: { token: t.token() } });
     await connected(watcher);
     assert.deepEqual(await ack(watcher, "subscribe", { room }), { ok: true });
-    const joined = once(watcher, "presence:join");
     const sub = unique("user");
+    // The watcher's own join may arrive too: wait for the other user's.
+    const joined = new Promise((res) => watcher.on("presence:join", (e) => e.sub === sub && res([e])));
     const other = c.connect(1, t, { auth: { token: t.token({ sub }) } });
     await connected(other);
     assert.deepEqual(await ack(other, "subscribe", { room }), { ok: true });
