@@ -52,6 +52,9 @@ pub struct NatsConfig {
     pub history_in_memory: bool,
     /// How long `connect` waits for the first connection before giving up.
     pub connect_timeout: Duration,
+    /// Messages the client library buffers per subscription; beyond that it drops them
+    /// (a slow consumer), and rooms read what was dropped back from the stream.
+    pub subscription_capacity: usize,
 }
 
 impl std::fmt::Debug for NatsConfig {
@@ -69,6 +72,7 @@ impl std::fmt::Debug for NatsConfig {
             .field("history_max_per_room", &self.history_max_per_room)
             .field("history_in_memory", &self.history_in_memory)
             .field("connect_timeout", &self.connect_timeout)
+            .field("subscription_capacity", &self.subscription_capacity)
             .finish()
     }
 }
@@ -88,6 +92,7 @@ impl NatsConfig {
             history_max_per_room: 1000,
             history_in_memory: false,
             connect_timeout: Duration::from_secs(10),
+            subscription_capacity: 64 * 1024,
         }
     }
 }
@@ -98,6 +103,8 @@ const HEARTBEAT: &str = "sb.hb";
 /// A node not heard from for this long is forgotten.
 pub const NODE_TIMEOUT: Duration = Duration::from_secs(15);
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// How long a room keeps trying to read missed events from a stream that does not answer.
+const CATCH_UP_PATIENCE: Duration = Duration::from_secs(5);
 /// The longest a publish waits for the stream's acknowledgement.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -138,7 +145,8 @@ pub struct NatsBus {
     nodes: Arc<Mutex<HashMap<String, Instant>>>,
     next_id: std::sync::atomic::AtomicU64,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    /// Counts (re)connections to NATS: room tasks catch up from history after each.
+    /// Counts (re)connections to NATS and slow-consumer drops: room tasks catch up from
+    /// history after each.
     reconnects: tokio::sync::watch::Receiver<u64>,
     /// Whether the server has JetStream. Without it (the NATS Helm chart's default) the
     /// bus still fans out, carries presence and control messages, and tracks nodes; events
@@ -167,14 +175,23 @@ impl NatsBus {
             .connection_timeout(Duration::from_secs(3))
             .ping_interval(Duration::from_secs(5))
             .retry_on_initial_connect()
+            .subscription_capacity(cfg.subscription_capacity.max(1))
             .reconnect_delay_callback(|attempt| Duration::from_millis((100 * attempt as u64).min(2_000)))
             .event_callback(move |e| {
                 let tx = reconnect_tx.clone();
                 async move {
-                    if matches!(e, async_nats::Event::Connected) {
+                    // After a reconnection, or when the client library dropped messages
+                    // of a subscription that was not read fast enough, rooms read what
+                    // they missed back from the stream.
+                    if matches!(e, async_nats::Event::Connected | async_nats::Event::SlowConsumer(_)) {
                         tx.send_modify(|n| *n += 1);
                     }
-                    tracing::info!(event = %e, "nats");
+                    // A slow consumer is reported once per dropped message.
+                    if matches!(e, async_nats::Event::SlowConsumer(_)) {
+                        tracing::debug!(event = %e, "nats");
+                    } else {
+                        tracing::info!(event = %e, "nats");
+                    }
                 }
             });
         if let (Some(u), Some(p)) = (&cfg.user, &cfg.password) {
@@ -366,8 +383,13 @@ impl NatsBus {
         }
     }
 
-    async fn js_publish(&self, subject: String, body: Bytes) -> Result<u64, BusError> {
-        let ack = self.js.publish(subject, body).await.map_err(unavailable)?;
+    /// Publishes to the stream with the message id as `Nats-Msg-Id`: when an
+    /// acknowledgement is lost (NATS frozen or restarting) and the publish is tried
+    /// again, the stream stores the event once (within its duplicate window, 2 min).
+    async fn js_publish(&self, subject: String, id: &str, body: Bytes) -> Result<u64, BusError> {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", id);
+        let ack = self.js.publish_with_headers(subject, headers, body).await.map_err(unavailable)?;
         let ack = tokio::time::timeout(PUBLISH_TIMEOUT, ack)
             .await
             .map_err(|_| BusError::Unavailable("publish not acknowledged in time".into()))?
@@ -376,37 +398,83 @@ impl NatsBus {
     }
 }
 
-/// Stored events of a room after `after`, oldest first (at most `limit`).
+/// Stored events of a room after `after` and before `before` (if given), oldest first,
+/// at most `limit`. Retried while JetStream is not answering (it recovers its streams for
+/// a while after a restart), for at most [`CATCH_UP_PATIENCE`]; what it could not read
+/// is then reported, not hidden.
 async fn catch_up(
     js: &jetstream::Context,
     stored: &str,
     after: u64,
+    before: Option<u64>,
     node: &str,
     limit: usize,
 ) -> Vec<Message> {
-    let Ok(stream) = js.get_stream_no_info(STREAM).await else { return Vec::new() };
-    let mut out = Vec::new();
+    let deadline = Instant::now() + CATCH_UP_PATIENCE;
+    let mut pause = Duration::from_millis(50);
+    let mut out: Vec<Message> = Vec::new();
     let mut next = after + 1;
-    while out.len() < limit {
-        match stream.direct_get_next_for_subject(stored, Some(next)).await {
-            Ok(m) => {
-                next = m.sequence + 1;
-                if let Some(msg) = decode_room(&m.payload, m.sequence, node) {
-                    out.push(msg);
-                }
+    loop {
+        match catch_up_once(js, stored, &mut next, before, node, limit, &mut out).await {
+            Ok(()) => break,
+            Err(e) if Instant::now() + pause < deadline => {
+                tracing::debug!(error = %e, "catching up on a room: retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
             }
             Err(e) => {
-                if e.kind() != jetstream::stream::DirectGetErrorKind::NotFound {
-                    tracing::warn!(error = %e, "catching up after a NATS outage failed");
-                }
+                tracing::warn!(
+                    error = %e,
+                    after = next - 1,
+                    "catching up on a room failed: events after this offset may be missing here"
+                );
                 break;
             }
         }
     }
     if !out.is_empty() {
-        tracing::info!(events = out.len(), "caught up on a room after a NATS outage");
+        tracing::info!(events = out.len(), "caught up on a room");
     }
     out
+}
+
+/// One pass of [`catch_up`]; `next` and `out` keep what was read, so that a retry
+/// goes on where the failed pass stopped.
+async fn catch_up_once(
+    js: &jetstream::Context,
+    stored: &str,
+    next: &mut u64,
+    before: Option<u64>,
+    node: &str,
+    limit: usize,
+    out: &mut Vec<Message>,
+) -> Result<(), String> {
+    let stream = js.get_stream_no_info(STREAM).await.map_err(|e| e.to_string())?;
+    while out.len() < limit && before.is_none_or(|b| *next < b) {
+        match stream.direct_get_next_for_subject(stored, Some(*next)).await {
+            Ok(m) => {
+                *next = m.sequence + 1;
+                if before.is_some_and(|b| m.sequence >= b) {
+                    break;
+                }
+                if let Some(msg) = decode_room(&m.payload, m.sequence, node) {
+                    out.push(msg);
+                }
+            }
+            Err(e) if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound => break,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(())
+}
+
+/// The stream sequence and the room's previous sequence that the stream's republish
+/// puts on a live event (`Nats-Sequence`, `Nats-Last-Sequence`); zeros when absent.
+fn sequences(m: &async_nats::Message) -> (u64, u64) {
+    let get = |name: &str| {
+        m.headers.as_ref().and_then(|h| h.get(name)).and_then(|v| v.as_str().parse::<u64>().ok()).unwrap_or(0)
+    };
+    (get("Nats-Sequence"), get("Nats-Last-Sequence"))
 }
 
 fn presence(sub: &str, meta: &Option<serde_json::Value>) -> pb::Presence {
@@ -514,14 +582,14 @@ impl Bus for NatsBus {
             }
             Payload::Event { .. } => {
                 let subj = subject("s", &p.tenant, &p.room);
-                match self.js_publish(subj.clone(), body.clone()).await {
+                match self.js_publish(subj.clone(), &id, body.clone()).await {
                     Ok(seq) => seq,
                     Err(first) => {
                         // The stream may be gone (a NATS restart with memory storage, or
                         // an operator deleting it): make sure it exists and try once more.
                         tracing::debug!(error = %first, "publish failed; re-checking the stream");
                         self.ensure_stream().await?;
-                        self.js_publish(subj, body).await?
+                        self.js_publish(subj, &id, body).await?
                     }
                 }
             }
@@ -584,22 +652,26 @@ impl Bus for NatsBus {
                             tracing::warn!("the room stream was reset; offsets start again");
                             last = 0;
                         }
-                        catch_up(&js, &stored, last, &node, limit).await
+                        catch_up(&js, &stored, last, None, &node, limit).await
                     }
                     m = sub.next() => {
                         let Some(m) = m else { break };
-                        let offset = m
-                            .headers
-                            .as_ref()
-                            .and_then(|h| h.get("Nats-Sequence"))
-                            .and_then(|v| v.as_str().parse::<u64>().ok())
-                            .unwrap_or(0);
-                        match decode_room(&m.payload, offset, &node) {
-                            Some(msg) => vec![msg],
-                            None => {
-                                tracing::warn!("undecodable room message dropped");
-                                continue;
-                            }
+                        let (offset, previous) = sequences(&m);
+                        let Some(msg) = decode_room(&m.payload, offset, &node) else {
+                            tracing::warn!("undecodable room message dropped");
+                            continue;
+                        };
+                        // The stream says which event of the room came before this one.
+                        // If this node has not delivered it, events went missing on the
+                        // way (a reconnection, or the client library dropping messages
+                        // for a slow subscription): read them from the stream first, so
+                        // that local subscribers get every event, in order.
+                        if history && previous > last {
+                            let mut batch = catch_up(&js, &stored, last, Some(offset), &node, limit).await;
+                            batch.push(msg);
+                            batch
+                        } else {
+                            vec![msg]
                         }
                     }
                 };
