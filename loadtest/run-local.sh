@@ -12,8 +12,10 @@
 #                              [--cluster K] [--no-pin] [--out DIR]
 #   --quick      smoke sizes: the whole suite in under two minutes (binaries built)
 #   --only       a subset of: handshake handshake-ticket fanout fanout-max rooms churn revocation
-#                idle idle-5k idle-19k resume rolling (idle-5k and idle-19k run only when named
-#                here; rolling, a rolling restart of the edges under publishing, only with --cluster)
+#                idle idle-5k idle-19k resume rolling chaos (idle-5k, idle-19k and chaos run only
+#                when named here; rolling, a rolling restart of the edges under publishing, and
+#                chaos, NATS/Redis/an edge killed and NATS frozen under publishing, only with
+#                --cluster)
 #   --cluster K  K Switchboard edges + an admin over Redis and NATS, and K Node processes
 #                with the Redis adapter (starts its own redis-server and nats-server unless
 #                REDIS_URL / NATS_URL are set); default: one `switchboard dev`, one Node process
@@ -22,7 +24,8 @@
 #                server gets the same single core and the generator does not steal from it
 # Environment: SWITCHBOARD_BIN, LOADTEST_BIN (skip the cargo build), NODE (node binary),
 #   KEEP_LOGS=1 (keep the servers' logs, .*.out, in the results directory),
-#   NO_ROLL=1 (run the rolling scenario without restarting anything: its baseline).
+#   NO_ROLL=1 (run the rolling scenario without restarting anything: its baseline),
+#   CHAOS_FAULTS (default "nats-kill redis-kill edge-kill nats-freeze").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -41,7 +44,7 @@ while [ $# -gt 0 ]; do
     --cluster) CLUSTER="$2"; shift ;;
     --no-pin) PIN=0 ;;
     --out) OUT="$2"; shift ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
   shift
@@ -123,6 +126,7 @@ cleanup_all() {
   cleanup_servers
   for p in "${EXTRA_PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
   [ -n "${NATS_DIR:-}" ] && rm -rf "$NATS_DIR"
+  [ -n "${REDIS_DIR:-}" ] && rm -rf "$REDIS_DIR"
   return 0
 }
 trap cleanup_all EXIT
@@ -149,21 +153,46 @@ wait_http() { # url seconds
 }
 
 # ---- Redis and NATS for --cluster ----
+# Redis keeps its data in an append-only file and NATS its JetStream in files, both in
+# private directories, so that the chaos scenario can kill and restart them with their data.
+REDIS_PID=""
+NATS_PID=""
+REDIS_DIR=""
+start_redis() {
+  redis-server --port 6391 --bind 127.0.0.1 --save '' --appendonly yes --appendfsync everysec \
+    --dir "$REDIS_DIR" >>"$RES/redis.log" 2>&1 &
+  REDIS_PID=$!
+  EXTRA_PIDS+=("$REDIS_PID")
+}
+start_nats() {
+  nats-server -a 127.0.0.1 -p 4233 -js -sd "$NATS_DIR" >>"$RES/nats.log" 2>&1 &
+  NATS_PID=$!
+  EXTRA_PIDS+=("$NATS_PID")
+}
+wait_port() { # port seconds
+  local i
+  for i in $(seq 1 $(($2 * 10))); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "timed out waiting for port $1" >&2
+  return 1
+}
 if [ "$CLUSTER" -gt 0 ]; then
   if [ -z "${REDIS_URL:-}" ]; then
     command -v redis-server >/dev/null || { echo "--cluster needs redis-server or REDIS_URL" >&2; exit 1; }
-    redis-server --port 6391 --bind 127.0.0.1 --save '' --appendonly no >"$RES/redis.log" 2>&1 &
-    EXTRA_PIDS+=($!)
+    REDIS_DIR=$(mktemp -d)
+    start_redis
     REDIS_URL=redis://127.0.0.1:6391
   fi
   if [ -z "${NATS_URL:-}" ]; then
     command -v nats-server >/dev/null || { echo "--cluster needs nats-server or NATS_URL" >&2; exit 1; }
     NATS_DIR=$(mktemp -d)
-    nats-server -a 127.0.0.1 -p 4233 -js -sd "$NATS_DIR" >"$RES/nats.log" 2>&1 &
-    EXTRA_PIDS+=($!)
+    start_nats
     NATS_URL=nats://127.0.0.1:4233
   fi
-  sleep 1
+  [ -n "$REDIS_DIR" ] && wait_port 6391 10
+  [ -n "$NATS_DIR" ] && wait_port 4233 10
 fi
 
 # Starts (or restarts) cluster edge $1 on its port; its pid goes to EDGE_PIDS[$1] and PIDS.
@@ -191,6 +220,40 @@ roll_edges() {
     sleep 2
   done
 }
+
+# The chaos scenario's faults, one per run: each writes $RES/chaos-<fault>.fault.json
+# (what, when it began, when the part was back). Only servers this script started.
+now_ms() { date +%s%3N; }
+fault_record() { # fault what start end
+  jq -n --arg f "$1" --arg w "$2" --argjson s "$3" --argjson e "$4" \
+    '{fault: $f, what: $w, start_ms: $s, end_ms: $e}' >"$RES/chaos-$1.fault.json"
+}
+chaos_fault() {
+  local f=$1 start last=$((CLUSTER - 1))
+  start=$(now_ms)
+  case "$f" in
+    nats-kill)
+      log "chaos: SIGKILL nats-server (pid $NATS_PID), restart after 3 s"
+      kill -KILL "$NATS_PID"; wait "$NATS_PID" 2>/dev/null || true
+      sleep 3; start_nats; wait_port 4233 20
+      fault_record "$f" "NATS SIGKILL, restarted after 3 s (JetStream on file)" "$start" "$(now_ms)" ;;
+    redis-kill)
+      log "chaos: SIGKILL redis-server (pid $REDIS_PID), restart after 3 s"
+      kill -KILL "$REDIS_PID"; wait "$REDIS_PID" 2>/dev/null || true
+      sleep 3; start_redis; wait_port 6391 20
+      fault_record "$f" "Redis SIGKILL, restarted after 3 s (append-only file)" "$start" "$(now_ms)" ;;
+    edge-kill)
+      log "chaos: SIGKILL edge $last (pid ${EDGE_PIDS[$last]}), restart after 3 s"
+      kill -KILL "${EDGE_PIDS[$last]}"; wait "${EDGE_PIDS[$last]}" 2>/dev/null || true
+      sleep 3; start_edge "$last"; wait_http "http://127.0.0.1:$((4391 + last))/readyz" 30
+      fault_record "$f" "edge SIGKILL (1 of $CLUSTER), restarted after 3 s" "$start" "$(now_ms)" ;;
+    nats-freeze)
+      log "chaos: SIGSTOP nats-server for 10 s"
+      kill -STOP "$NATS_PID"; sleep 10; kill -CONT "$NATS_PID"
+      fault_record "$f" "NATS frozen (SIGSTOP) for 10 s" "$start" "$(now_ms)" ;;
+  esac
+}
+CHAOS_FAULTS=${CHAOS_FAULTS:-nats-kill redis-kill edge-kill nats-freeze}
 
 # Starts one target; sets URLS (array), SECRET, ADMIN_URL, SERVER_PIDS (array).
 start_switchboard() {
@@ -271,6 +334,10 @@ SUITE=(
   # Cluster runs only, Switchboard only (the Node peer has neither resume nor server-side
   # publish): the edges are restarted one by one while the admin API publishes.
   "rolling|server-publish --resume --conns 1000 --concurrency 4 --rate 100 --duration 30 --drain 5 --label rolling|server-publish --resume --conns 150 --concurrency 2 --rate 50 --duration 20 --drain 3 --label rolling"
+  # Cluster runs only, Switchboard only, run only when named: one run per fault
+  # (CHAOS_FAULTS), each fault 8 s into 30 s of publishing through the admin API and
+  # through sockets on the first edge; see chaos_fault.
+  "chaos|server-publish --resume --conns 1000 --concurrency 4 --rate 100 --edge-rate 50 --duration 30 --drain 20|server-publish --resume --conns 150 --concurrency 2 --rate 50 --edge-rate 20 --duration 25 --drain 15"
 )
 
 FAILED=()
@@ -280,11 +347,43 @@ for entry in "${SUITE[@]}"; do
   IFS='|' read -r name full quick <<<"$entry"
   if [ -n "$ONLY" ] && [[ ",$ONLY," != *",$name,"* ]]; then continue; fi
   # The idle-memory points of issue #7 (5k and 19k connections) are opt-in: --only idle-5k,idle-19k.
-  if [ -z "$ONLY" ] && [[ "$name" == idle-* ]]; then continue; fi
+  if [ -z "$ONLY" ] && [[ "$name" == idle-* || "$name" == chaos ]]; then continue; fi
   args=$full
   [ "$QUICK" = 1 ] && args=$quick
   runs=()
-  if [ "$name" = rolling ] && [ "$CLUSTER" -lt 2 ]; then continue; fi
+  if [[ "$name" == rolling || "$name" == chaos ]] && [ "$CLUSTER" -lt 2 ]; then continue; fi
+  if [ "$name" = chaos ]; then
+    CASES=()
+    for fault in $CHAOS_FAULTS; do
+      start_switchboard
+      url_args=()
+      for u in "${URLS[@]}"; do url_args+=(--url "$u"); done
+      json=$RES/chaos-$fault-switchboard.json
+      log "chaos $fault: loadtest $args"
+      # shellcheck disable=SC2086
+      LOADTEST_SECRET=$SECRET LOADTEST_ADMIN_TOKEN=$ADMIN_TOKEN "$LT" $args --target switchboard \
+        "${url_args[@]}" --kid "$KID" --admin-url "$ADMIN_URL" "${RAISE[@]}" --label "chaos-$fault" \
+        --json "$json" --no-progress >"$RES/chaos-$fault-switchboard.log" 2>&1 &
+      gen=$!
+      if wait_line "$RES/chaos-$fault-switchboard.log" "publishing through" 120; then
+        sleep 8
+        chaos_fault "$fault"
+      fi
+      if wait "$gen"; then
+        grep -v '^\[' "$RES/chaos-$fault-switchboard.log" >&2 || true
+        CASES+=("$json:$RES/chaos-$fault.fault.json")
+      else
+        log "chaos $fault FAILED (see $RES/chaos-$fault-switchboard.log)"
+        tail -5 "$RES/chaos-$fault-switchboard.log" >&2 || true
+        FAILED+=("chaos/$fault")
+      fi
+      cleanup_servers
+    done
+    if [ "${#CASES[@]}" -gt 0 ]; then
+      "$LT" chaos "${CASES[@]}" --json "$RES/chaos.json" --markdown "$RES/chaos.md" --plots "$RES" >&2
+    fi
+    continue
+  fi
   for target in "${TARGET_LIST[@]}"; do
     if [ "$name" = rolling ] && [ "$target" != switchboard ]; then continue; fi
     case "$target" in

@@ -2,6 +2,7 @@
 //! scenarios of SPEC §8, and the reports that compare Switchboard with the reference Node
 //! Socket.IO server run by the same generator. See `loadtest/README.md`.
 
+pub mod chaos;
 pub mod clock;
 pub mod compare;
 pub mod fleet;

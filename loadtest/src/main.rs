@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use loadtest::{compare, fleet, plot, scenario};
+use loadtest::{chaos, compare, fleet, plot, scenario};
 
 #[derive(Debug, Parser)]
 #[command(name = "loadtest", version, about = "Load generator for Switchboard and Socket.IO servers")]
@@ -53,6 +53,18 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Summarise fault runs (run-local.sh's chaos scenario): each case is
+    /// `RUN.json:FAULT.json`.
+    Chaos {
+        cases: Vec<String>,
+        #[arg(long)]
+        json: Option<PathBuf>,
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+        /// Write one timeline plot per fault (chaos-<fault>.svg) into this directory.
+        #[arg(long)]
+        plots: Option<PathBuf>,
+    },
     /// Internal: one shard of connections for a coordinating `loadtest` process.
     #[command(hide = true)]
     Worker,
@@ -87,6 +99,13 @@ fn main() -> anyhow::Result<()> {
             Cmd::Plot { files, out } => {
                 let reports = compare::load(&files)?;
                 plot::reports(&out, &reports)
+            }
+            Cmd::Chaos { cases, json, markdown, plots } => {
+                print!(
+                    "{}",
+                    chaos::summarize(&cases, json.as_deref(), markdown.as_deref(), plots.as_deref())?
+                );
+                Ok(())
             }
             Cmd::Worker => fleet::worker_main().await,
         }

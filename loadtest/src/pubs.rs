@@ -31,6 +31,9 @@ pub struct PubPlan {
     pub payload_bytes: usize,
     pub event: String,
     pub timeout: Duration,
+    /// Added to the publisher number in messages (`p`), so that two kinds of publishers
+    /// into one room (the admin API's lanes and sockets) keep separate sequences.
+    pub id_base: u64,
 }
 
 pub struct PubStats {
@@ -39,6 +42,8 @@ pub struct PubStats {
     pub room_acked: Vec<AtomicU64>,
     pub errors: Mutex<BTreeMap<String, u64>>,
     pub ack: Sharded,
+    /// (room, publisher) → (messages sent, sequences acknowledged).
+    ledger: Mutex<HashMap<(u64, u64), (u64, Vec<u64>)>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -48,6 +53,9 @@ pub struct PubResult {
     pub room_acked: Vec<u64>,
     pub errors: BTreeMap<String, u64>,
     pub ack: HistData,
+    /// Per (room, publisher): messages sent (sequences 0..sent) and those acknowledged.
+    #[serde(skip)]
+    pub ledger: HashMap<(u64, u64), (u64, Vec<u64>)>,
 }
 
 impl PubStats {
@@ -58,7 +66,20 @@ impl PubStats {
             room_acked: (0..rooms.max(1)).map(|_| AtomicU64::new(0)).collect(),
             errors: Mutex::new(BTreeMap::new()),
             ack: Sharded::new(4),
+            ledger: Mutex::new(HashMap::new()),
         })
+    }
+
+    fn sent(&self, room: u64, publisher: u64) {
+        self.sent.fetch_add(1, Relaxed);
+        self.ledger.lock().entry((room, publisher)).or_default().0 += 1;
+    }
+
+    fn acked(&self, room: u64, publisher: u64, seq: u64, lane: u64, took_us: u64) {
+        self.acked.fetch_add(1, Relaxed);
+        self.room_acked[room as usize].fetch_add(1, Relaxed);
+        self.ack.record(lane, took_us);
+        self.ledger.lock().entry((room, publisher)).or_default().1.push(seq);
     }
 
     pub fn result(&self) -> PubResult {
@@ -68,6 +89,7 @@ impl PubStats {
             room_acked: self.room_acked.iter().map(|a| a.load(Relaxed)).collect(),
             errors: self.errors.lock().clone(),
             ack: HistData::of(&self.ack.merged()),
+            ledger: self.ledger.lock().clone(),
         }
     }
 
@@ -105,7 +127,9 @@ pub async fn run(
     let rooms = plan.rooms.max(1);
     let mut seq = vec![0u64; rooms as usize];
     let pad = "x".repeat(plan.payload_bytes.saturating_sub(80));
-    let mut pending: HashMap<u64, (u64, u64)> = HashMap::new();
+    // Ack id → (room, sequence, send time).
+    let mut pending: HashMap<u64, (u64, u64, u64)> = HashMap::new();
+    let me = plan.id_base + k;
     let mut j: u64 = 0;
     let prefix = conn.prefix.clone();
     let mut next = first;
@@ -124,11 +148,9 @@ pub async fn run(
                 match sio::parse(&t, &prefix) {
                     Packet::Ping => { let _ = conn.pong().await; }
                     Packet::Ack { id, body } => {
-                        if let Some((room, sent)) = pending.remove(&id) {
+                        if let Some((room, s, sent)) = pending.remove(&id) {
                             if body.contains("\"ok\":true") {
-                                stats.acked.fetch_add(1, Relaxed);
-                                stats.room_acked[room as usize].fetch_add(1, Relaxed);
-                                stats.ack.record(id, now_us() - sent);
+                                stats.acked(room, me, s, id, now_us() - sent);
                             } else {
                                 stats.error(sio::str_field(body, "code").unwrap_or("refused"));
                             }
@@ -154,13 +176,13 @@ pub async fn run(
                 seq[room as usize] += 1;
                 let t = now_us();
                 let payload = format!(
-                    "{{\"room\":\"{}{room}\",\"event\":\"{}\",\"data\":{{\"p\":{k},\"r\":{room},\"s\":{s},\"t\":{t},\"x\":\"{pad}\"}}}}",
+                    "{{\"room\":\"{}{room}\",\"event\":\"{}\",\"data\":{{\"p\":{me},\"r\":{room},\"s\":{s},\"t\":{t},\"x\":\"{pad}\"}}}}",
                     plan.room_prefix, plan.event
                 );
                 match conn.emit_with_ack("publish", &payload).await {
                     Ok(id) => {
-                        pending.insert(id, (room, t));
-                        stats.sent.fetch_add(1, Relaxed);
+                        pending.insert(id, (room, s, t));
+                        stats.sent(room, me);
                     }
                     Err(_) => {
                         stats.error("publisher_send_failed");
@@ -212,8 +234,9 @@ pub async fn run_http(k: u64, plan: Arc<HttpPlan>, stats: Arc<PubStats>, start: 
             "{{\"event\":\"{}\",\"data\":{{\"p\":{k},\"r\":0,\"s\":{s},\"t\":{t},\"x\":\"{pad}\"}}}}",
             plan.event
         );
+        let seq = s;
         s += 1;
-        stats.sent.fetch_add(1, Relaxed);
+        stats.sent(0, k);
         let r = plan
             .http
             .post(&plan.url)
@@ -228,9 +251,7 @@ pub async fn run_http(k: u64, plan: Arc<HttpPlan>, stats: Arc<PubStats>, start: 
                 // Read the body so that the connection goes back to the pool.
                 let ok = r.bytes().await.is_ok();
                 if status == reqwest::StatusCode::ACCEPTED && ok {
-                    stats.acked.fetch_add(1, Relaxed);
-                    stats.room_acked[0].fetch_add(1, Relaxed);
-                    stats.ack.record(k, now_us().saturating_sub(t));
+                    stats.acked(0, k, seq, k, now_us().saturating_sub(t));
                 } else {
                     stats.error(&format!("http_{}", status.as_u16()));
                 }

@@ -37,6 +37,20 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server: Option<Resources>,
     pub generator_usage: Resources,
+    /// Counters sampled every 250 ms through the run (server-publish), for telling when
+    /// an outage began and ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<Tick>,
+}
+
+/// Cumulative counters at one moment.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Tick {
+    pub t_ms: u64,
+    pub delivered: u64,
+    pub acked: u64,
+    pub sent: u64,
+    pub connected: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -78,6 +92,15 @@ pub struct Delivery {
     pub delivered: u64,
     pub lost: u64,
     pub loss_ratio: f64,
+    /// With per-message accounting (sequence tracking): deliveries of publishes whose
+    /// publisher was told they failed (an error, a timeout). Not lost, not owed; a
+    /// publisher that retries them makes duplicates.
+    #[serde(default)]
+    pub refused_delivered: u64,
+    /// Whether `lost` counts acknowledged publishes missing at a receiver one by one
+    /// (true), or is the difference of totals.
+    #[serde(default)]
+    pub lost_exact: bool,
     pub duplicates: u64,
     pub reordered: u64,
     pub throughput_per_s: f64,

@@ -18,7 +18,7 @@ use crate::fleet::Fleet;
 use crate::procmon::{Mark, Monitor};
 use crate::pubs::{self, PubPlan, PubStats};
 use crate::report::{
-    Churn, ConnStats, Delivery, Handshake, Report, Resources, Resume, Revocation, ServerPublish, mib,
+    Churn, ConnStats, Delivery, Handshake, Report, Resources, Resume, Revocation, ServerPublish, Tick, mib,
 };
 use crate::shard::{Cycle, Mode, ShardJob, ShardResult, Snap};
 use crate::sio::Endpoint;
@@ -207,6 +207,10 @@ pub struct ServerPublishArgs {
     /// this, a rolling restart of the edges during the run must show zero loss.
     #[arg(long)]
     pub resume: bool,
+    /// Also publish into the room through sockets at this total rate (messages per
+    /// second), from publishers connected to the first --url.
+    #[arg(long, default_value_t = 0.0)]
+    pub edge_rate: f64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -332,11 +336,25 @@ impl Ctx {
 
     /// Sleeps `secs` with a progress bar showing `what` from the fleet.
     async fn hold(&self, fleet: &Fleet, secs: f64, what: &str) {
+        self.hold_recording(fleet, secs, what, None).await
+    }
+
+    /// [`Ctx::hold`], adding a [`Tick`] to `timeline` every 250 ms.
+    async fn hold_recording(
+        &self,
+        fleet: &Fleet,
+        secs: f64,
+        what: &str,
+        mut timeline: Option<(&mut Vec<Tick>, &PubStats)>,
+    ) {
         let pb = self.bar((secs * 10.0) as u64, what);
         let start = tokio::time::Instant::now();
         let end = start + Duration::from_secs_f64(secs);
         while tokio::time::Instant::now() < end {
             let s = fleet.snap();
+            if let Some((tl, stats)) = timeline.as_mut() {
+                record_tick(tl, &s, stats);
+            }
             pb.set_position((start.elapsed().as_secs_f64() * 10.0) as u64);
             pb.set_message(format!("conns {} deliveries {}", s.connected, s.delivered));
             tokio::time::sleep(Duration::from_millis(100).min(end - tokio::time::Instant::now())).await;
@@ -421,6 +439,7 @@ impl Ctx {
             payload_bytes: size,
             event: crate::shard::EVENT.into(),
             timeout: Duration::from_secs_f64(self.c.timeout),
+            id_base: 0,
         })
     }
 
@@ -452,8 +471,22 @@ impl Ctx {
 
     /// Waits for the deliveries still owed (or `secs`).
     async fn drain(&self, fleet: &Fleet, stats: &PubStats, room_receivers: &[u64], secs: f64) {
+        self.drain_recording(fleet, stats, room_receivers, secs, None).await
+    }
+
+    async fn drain_recording(
+        &self,
+        fleet: &Fleet,
+        stats: &PubStats,
+        room_receivers: &[u64],
+        secs: f64,
+        mut timeline: Option<&mut Vec<Tick>>,
+    ) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(secs);
         while tokio::time::Instant::now() < deadline {
+            if let Some(tl) = timeline.as_mut() {
+                record_tick(tl, &fleet.snap(), stats);
+            }
             let expected: u64 = stats
                 .room_acked
                 .iter()
@@ -487,10 +520,58 @@ impl Ctx {
     }
 }
 
+/// Appends a tick if 250 ms passed since the last one.
+fn record_tick(tl: &mut Vec<Tick>, s: &Snap, stats: &PubStats) {
+    let t_ms = now_us() / 1000;
+    if tl.last().is_some_and(|l| t_ms < l.t_ms + 250) {
+        return;
+    }
+    tl.push(Tick {
+        t_ms,
+        delivered: s.delivered,
+        acked: stats.acked.load(std::sync::atomic::Ordering::Relaxed),
+        sent: stats.sent.load(std::sync::atomic::Ordering::Relaxed),
+        connected: s.connected,
+    });
+}
+
+/// Message by message: acknowledged publishes that some receiver never got (lost), and
+/// deliveries of publishes whose publisher was told they failed. `None` without the
+/// receivers' sequence records.
+pub fn ledger_loss(res: &ShardResult, ps: &pubs::PubResult) -> Option<(u64, u64)> {
+    if res.seen.is_empty() && res.room_unique.iter().all(|u| *u == 0) {
+        return None;
+    }
+    let mut lost = 0u64;
+    let mut refused_delivered = 0u64;
+    for (&(room, publisher), (sent, acked)) in &ps.ledger {
+        let receivers = res.room_receivers.get(room as usize).copied().unwrap_or(0);
+        let seen: Vec<_> = res.seen.iter().filter(|x| x.room == room && x.publisher == publisher).collect();
+        let tracked: u64 = seen.iter().map(|x| x.subscribers).sum();
+        let untracked = receivers.saturating_sub(tracked);
+        let acked: std::collections::HashSet<u64> = acked.iter().copied().collect();
+        for s in 0..*sent {
+            let missing = untracked
+                + seen
+                    .iter()
+                    .filter(|x| s >= x.high || x.holes.binary_search(&s).is_ok())
+                    .map(|x| x.subscribers)
+                    .sum::<u64>();
+            if acked.contains(&s) {
+                lost += missing;
+            } else {
+                refused_delivered += receivers.saturating_sub(missing);
+            }
+        }
+    }
+    Some((lost, refused_delivered))
+}
+
 fn delivery(res: &ShardResult, ps: &pubs::PubResult, publishers: u64, window_s: f64, loss: bool) -> Delivery {
     let expected: u64 = ps.room_acked.iter().zip(&res.room_receivers).map(|(a, n)| a * n).sum();
     let received: u64 = res.room_unique.iter().sum();
-    let lost = expected.saturating_sub(received);
+    let exact = if loss { ledger_loss(res, ps) } else { None };
+    let lost = exact.map_or(expected.saturating_sub(received), |(l, _)| l);
     Delivery {
         publishers,
         published: ps.sent,
@@ -502,6 +583,8 @@ fn delivery(res: &ShardResult, ps: &pubs::PubResult, publishers: u64, window_s: 
         delivered: res.delivered,
         lost: if loss { lost } else { 0 },
         loss_ratio: if loss && expected > 0 { lost as f64 / expected as f64 } else { 0.0 },
+        refused_delivered: exact.map_or(0, |(_, r)| r),
+        lost_exact: exact.is_some(),
         duplicates: res.dups,
         reordered: res.reorders,
         throughput_per_s: if window_s > 0.0 { res.delivered as f64 / window_s } else { 0.0 },
@@ -753,7 +836,8 @@ pub async fn server_publish(a: ServerPublishArgs) -> anyhow::Result<Report> {
         // Never drop by themselves (a zero mean hold): only the servers end connections.
         job.cycle = Some(Cycle { mean_hold_ms: 0, resume: true, abrupt: true });
     }
-    let room = format!("{}0", job.room_prefix);
+    let room_prefix = job.room_prefix.clone();
+    let room = format!("{room_prefix}0");
     let fleet = ctx.launch(job, None).await?;
     let procs = fleet.procs;
     let ready = ctx.wait_ready(&fleet, a.conns).await;
@@ -772,6 +856,17 @@ pub async fn server_publish(a: ServerPublishArgs) -> anyhow::Result<Report> {
         payload_bytes: a.size,
     });
     let stats = PubStats::new(1);
+    // Socket publishers into the same room, numbered after the lanes.
+    let edge_pubs = if a.edge_rate > 0.0 {
+        let mut plan = ctx.pub_plan(0, a.edge_rate, 1, a.size, &room_prefix)?;
+        plan.endpoints.truncate(1);
+        plan.minters.truncate(1);
+        plan.id_base = lanes;
+        let conns = pubs::connect(&plan).await?;
+        Some((Arc::new(plan), conns))
+    } else {
+        None
+    };
     let m0 = ctx.monitor.mark();
     let s0 = fleet.snap();
     let start = tokio::time::Instant::now() + Duration::from_millis(50);
@@ -780,21 +875,28 @@ pub async fn server_publish(a: ServerPublishArgs) -> anyhow::Result<Report> {
     for k in 0..lanes {
         set.spawn(pubs::run_http(k, plan.clone(), stats.clone(), start, end));
     }
+    if let Some((p, conns)) = edge_pubs {
+        for (k, c) in conns.into_iter().enumerate() {
+            set.spawn(pubs::run(k as u64, c, p.clone(), stats.clone(), start, end));
+        }
+        ctx.say(&format!("and through sockets at {} msg/s", a.edge_rate));
+    }
     ctx.say(&format!(
         "publishing through {} with {lanes} request(s) in flight{} for {} s",
         plan.url,
         plan.rate.map(|r| format!(", at most {r}/s")).unwrap_or_default(),
         a.duration
     ));
-    ctx.hold(&fleet, a.duration, "publishing").await;
+    let mut timeline = Vec::new();
+    ctx.hold_recording(&fleet, a.duration, "publishing", Some((&mut timeline, &stats))).await;
     while set.join_next().await.is_some() {}
     let span_s = start.elapsed().as_secs_f64();
     let s1 = fleet.snap();
-    ctx.drain(&fleet, &stats, &[ready.subscribed], a.drain).await;
+    ctx.drain_recording(&fleet, &stats, &[ready.subscribed], a.drain, Some(&mut timeline)).await;
     let m1 = ctx.monitor.mark();
     let res = fleet.stop().await?;
     let mut r = ctx.base(
-        json!({"conns": a.conns, "concurrency": lanes, "rate": a.rate, "duration_s": a.duration, "size": a.size, "resume": a.resume}),
+        json!({"conns": a.conns, "concurrency": lanes, "rate": a.rate, "duration_s": a.duration, "size": a.size, "resume": a.resume, "edge_rate": a.edge_rate}),
         &res,
         a.conns,
         procs,
@@ -822,6 +924,7 @@ pub async fn server_publish(a: ServerPublishArgs) -> anyhow::Result<Report> {
         });
     }
     r.delivery = Some(delivery(&res, &ps, lanes, r.window_s, true));
+    r.timeline = timeline;
     ctx.finish(r)
 }
 

@@ -180,6 +180,32 @@ pub struct ShardResult {
     pub recovered: u64,
     pub first_connect_us: u64,
     pub last_connect_us: u64,
+    /// With sequence tracking: what the receivers saw of each publisher, grouped. Lets
+    /// the coordinator tell acknowledged publishes that went missing (lost) from refused
+    /// ones (told), which counts alone cannot.
+    #[serde(default)]
+    pub seen: Vec<Seen>,
+}
+
+/// `subscribers` receivers of `room` saw `publisher`'s sequences below `high` except
+/// `holes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seen {
+    pub room: u64,
+    pub publisher: u64,
+    pub high: u64,
+    pub holes: Vec<u64>,
+    pub subscribers: u64,
+}
+
+fn add_seen(all: &mut Vec<Seen>, s: Seen) {
+    match all
+        .iter_mut()
+        .find(|o| o.room == s.room && o.publisher == s.publisher && o.high == s.high && o.holes == s.holes)
+    {
+        Some(o) => o.subscribers += s.subscribers,
+        None => all.push(s),
+    }
 }
 
 impl ShardResult {
@@ -211,6 +237,9 @@ impl ShardResult {
             (a, b) => a.min(b),
         };
         self.last_connect_us = self.last_connect_us.max(o.last_connect_us);
+        for x in &o.seen {
+            add_seen(&mut self.seen, x.clone());
+        }
     }
 }
 
@@ -241,6 +270,7 @@ pub struct Shared {
     recovered: AtomicU64,
     first_connect_us: AtomicU64,
     last_connect_us: AtomicU64,
+    seen: Mutex<Vec<Seen>>,
     /// In-process runs may ask to hear about every `session_end`: (index, time, code).
     pub session_end_tx: Mutex<Option<mpsc::UnboundedSender<(u64, u64, String)>>>,
 }
@@ -264,6 +294,7 @@ impl Shared {
             recovered: AtomicU64::new(0),
             first_connect_us: AtomicU64::new(u64::MAX),
             last_connect_us: AtomicU64::new(0),
+            seen: Mutex::new(Vec::new()),
             session_end_tx: Mutex::new(None),
         })
     }
@@ -295,6 +326,7 @@ impl Shared {
             recovered: self.recovered.load(Relaxed),
             first_connect_us: if first == u64::MAX { 0 } else { first },
             last_connect_us: self.last_connect_us.load(Relaxed),
+            seen: self.seen.lock().clone(),
         }
     }
 }
@@ -568,8 +600,12 @@ impl Rx {
     }
 
     fn finish(&self, shared: &Shared) {
-        for (slot, _, t) in &self.trackers {
-            shared.room_unique[self.rooms[*slot as usize] as usize].fetch_add(t.unique, Relaxed);
+        let mut seen = shared.seen.lock();
+        for (slot, publisher, t) in &self.trackers {
+            let (high, holes) = t.holes();
+            let room = self.rooms[*slot as usize];
+            add_seen(&mut seen, Seen { room, publisher: *publisher, high, holes, subscribers: 1 });
+            shared.room_unique[room as usize].fetch_add(t.unique, Relaxed);
             shared.dups.fetch_add(t.dups, Relaxed);
             shared.reorders.fetch_add(t.reorders, Relaxed);
         }

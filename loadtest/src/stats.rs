@@ -128,6 +128,14 @@ pub struct SeqTracker {
 const WINDOW: usize = 1024;
 
 impl SeqTracker {
+    /// The highest sequence seen plus one, and the sequences below it never seen (those
+    /// the window gave up on included: they are not remembered one by one, so a tracker
+    /// that overflowed its window reports only the holes it still knows).
+    pub fn holes(&self) -> (u64, Vec<u64>) {
+        let holes = (self.next..self.high).filter(|s| !self.ahead.contains(s)).collect();
+        (self.high, holes)
+    }
+
     pub fn see(&mut self, s: u64) {
         if s < self.next || self.ahead.contains(&s) {
             self.dups += 1;
@@ -160,6 +168,19 @@ impl SeqTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reports_its_holes() {
+        let mut t = SeqTracker::default();
+        assert_eq!(t.holes(), (0, vec![]));
+        for s in [0, 1, 3, 6, 5] {
+            t.see(s);
+        }
+        assert_eq!(t.holes(), (7, vec![2, 4]));
+        t.see(2);
+        t.see(4);
+        assert_eq!(t.holes(), (7, vec![]));
+    }
 
     #[test]
     fn tracks_sequences() {
