@@ -36,14 +36,16 @@ pub struct PubPlan {
     pub id_base: u64,
 }
 
+/// (room, publisher) → (messages sent: sequences 0..sent, the sequences acknowledged).
+pub type Ledger = HashMap<(u64, u64), (u64, Vec<u64>)>;
+
 pub struct PubStats {
     pub sent: AtomicU64,
     pub acked: AtomicU64,
     pub room_acked: Vec<AtomicU64>,
     pub errors: Mutex<BTreeMap<String, u64>>,
     pub ack: Sharded,
-    /// (room, publisher) → (messages sent, sequences acknowledged).
-    ledger: Mutex<HashMap<(u64, u64), (u64, Vec<u64>)>>,
+    ledger: Mutex<Ledger>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -55,7 +57,7 @@ pub struct PubResult {
     pub ack: HistData,
     /// Per (room, publisher): messages sent (sequences 0..sent) and those acknowledged.
     #[serde(skip)]
-    pub ledger: HashMap<(u64, u64), (u64, Vec<u64>)>,
+    pub ledger: Ledger,
 }
 
 impl PubStats {
