@@ -101,6 +101,9 @@ pub struct Delivery {
     /// (true), or is the difference of totals.
     #[serde(default)]
     pub lost_exact: bool,
+    /// With `lost_exact`: the losses by `room/publisher` (admin lanes first, then sockets).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lost_by_publisher: BTreeMap<String, u64>,
     pub duplicates: u64,
     pub reordered: u64,
     pub throughput_per_s: f64,

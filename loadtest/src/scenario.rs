@@ -539,11 +539,17 @@ fn record_tick(tl: &mut Vec<Tick>, s: &Snap, stats: &PubStats) {
 /// deliveries of publishes whose publisher was told they failed. `None` without the
 /// receivers' sequence records.
 pub fn ledger_loss(res: &ShardResult, ps: &pubs::PubResult) -> Option<(u64, u64)> {
+    ledger_loss_by(res, ps).map(|(l, r, _)| (l, r))
+}
+
+/// [`ledger_loss`], with the losses of each publisher (`room/publisher` → lost).
+pub fn ledger_loss_by(res: &ShardResult, ps: &pubs::PubResult) -> Option<(u64, u64, BTreeMap<String, u64>)> {
     if res.seen.is_empty() && res.room_unique.iter().all(|u| *u == 0) {
         return None;
     }
     let mut lost = 0u64;
     let mut refused_delivered = 0u64;
+    let mut by = BTreeMap::new();
     for (&(room, publisher), (sent, acked)) in &ps.ledger {
         let receivers = res.room_receivers.get(room as usize).copied().unwrap_or(0);
         let seen: Vec<_> = res.seen.iter().filter(|x| x.room == room && x.publisher == publisher).collect();
@@ -559,19 +565,22 @@ pub fn ledger_loss(res: &ShardResult, ps: &pubs::PubResult) -> Option<(u64, u64)
                     .sum::<u64>();
             if acked.contains(&s) {
                 lost += missing;
+                if missing > 0 {
+                    *by.entry(format!("{room}/{publisher}")).or_insert(0) += missing;
+                }
             } else {
                 refused_delivered += receivers.saturating_sub(missing);
             }
         }
     }
-    Some((lost, refused_delivered))
+    Some((lost, refused_delivered, by))
 }
 
 fn delivery(res: &ShardResult, ps: &pubs::PubResult, publishers: u64, window_s: f64, loss: bool) -> Delivery {
     let expected: u64 = ps.room_acked.iter().zip(&res.room_receivers).map(|(a, n)| a * n).sum();
     let received: u64 = res.room_unique.iter().sum();
-    let exact = if loss { ledger_loss(res, ps) } else { None };
-    let lost = exact.map_or(expected.saturating_sub(received), |(l, _)| l);
+    let exact = if loss { ledger_loss_by(res, ps) } else { None };
+    let lost = exact.as_ref().map_or(expected.saturating_sub(received), |(l, _, _)| *l);
     Delivery {
         publishers,
         published: ps.sent,
@@ -583,8 +592,9 @@ fn delivery(res: &ShardResult, ps: &pubs::PubResult, publishers: u64, window_s: 
         delivered: res.delivered,
         lost: if loss { lost } else { 0 },
         loss_ratio: if loss && expected > 0 { lost as f64 / expected as f64 } else { 0.0 },
-        refused_delivered: exact.map_or(0, |(_, r)| r),
+        refused_delivered: exact.as_ref().map_or(0, |(_, r, _)| *r),
         lost_exact: exact.is_some(),
+        lost_by_publisher: exact.map(|(_, _, by)| by).unwrap_or_default(),
         duplicates: res.dups,
         reordered: res.reorders,
         throughput_per_s: if window_s > 0.0 { res.delivered as f64 / window_s } else { 0.0 },

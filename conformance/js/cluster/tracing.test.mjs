@@ -15,6 +15,7 @@ class Receiver {
   async start() {
     this.port = await freePort();
     this.spans = [];
+    this.metrics = [];
     this.waiters = new Set();
     this.child = spawn(which("oteltap"), ["--port", String(this.port)], { stdio: ["ignore", "pipe", "pipe"] });
     this.exited = new Promise((r) => this.child.once("exit", r));
@@ -27,6 +28,11 @@ class Receiver {
       try {
         s = JSON.parse(line);
       } catch {
+        return;
+      }
+      if (s.name && (s.gauge || s.sum || s.histogram)) {
+        this.metrics.push(s);
+        for (const w of this.waiters) w();
         return;
       }
       if (!s.spanId) return;
@@ -72,7 +78,7 @@ before(async () => {
   rx = await new Receiver().start();
   c = await new Cluster()
     .edges(3)
-    .withEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: rx.endpoint, OTEL_BSP_SCHEDULE_DELAY: "100", OTEL_SERVICE_NAME: "switchboard-test", SWITCHBOARD_LOG_FORMAT: "json", KEEP_ALL_LOGS: "1" })
+    .withEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: rx.endpoint, OTEL_BSP_SCHEDULE_DELAY: "100", OTEL_METRIC_EXPORT_INTERVAL: "500", OTEL_SERVICE_NAME: "switchboard-test", SWITCHBOARD_LOG_FORMAT: "json", KEEP_ALL_LOGS: "1" })
     .start();
   t = await c.tenant();
 });
@@ -108,6 +114,33 @@ describe("OpenTelemetry traces across nodes", () => {
       assert.equal(d.parentSpanId, publish.spanId, `${d.attrs.node}: a child of the publish span`);
     }
     assert.deepEqual(new Set(delivers.map((d) => d.attrs.node)), new Set(["edge0", "edge1", "edge2"]));
+
+    // The delivery latency histogram of every node carries the publish's trace id as an
+    // exemplar, in the OpenMetrics exposition and over OTLP.
+    for (let i = 0; i < 3; i++) {
+      const text = await (await fetch(`${c.edge(i).base}/metrics`)).text();
+      assert.match(text, new RegExp(`switchboard_delivery_latency_seconds_bucket\\{le="[^"]+"\\} \\d+ # \\{trace_id="${publish.traceId}"\\}`), `edge${i}: an exemplar with the trace id`);
+    }
+    const traceBytes = Buffer.from(publish.traceId, "hex").toString("base64");
+    await rx.until(
+      (all) => rx.metrics.some((m) => m.name === "switchboard_delivery_latency_seconds" && JSON.stringify(m).includes(traceBytes)),
+      "the delivery latency histogram over OTLP with the publish's trace id as an exemplar",
+    );
+  });
+
+  it("the Prometheus metrics are pushed over OTLP too: sums, gauges, histograms", async () => {
+    const m = await rx.until((all) => {
+      const by = (n) => rx.metrics.find((x) => x.name === n);
+      const got = [by("switchboard_handshakes"), by("switchboard_connections"), by("switchboard_handshake_duration_seconds")];
+      return got.every(Boolean) && got;
+    }, "OTLP metrics from the edges");
+    const [handshakes, connections, duration] = m;
+    assert.equal(handshakes.sum.isMonotonic, true);
+    assert.ok(handshakes.sum.dataPoints.some((p) => p.attributes.some((a) => a.key === "code" && a.value.stringValue === "accepted")));
+    assert.ok(connections.gauge.dataPoints.length > 0);
+    assert.equal(duration.unit, "seconds");
+    const p = duration.histogram.dataPoints[0];
+    assert.equal(p.bucketCounts.length, p.explicitBounds.length + 1);
   });
 
   it("a revocation and its handling on every edge are one trace", async () => {
@@ -131,6 +164,21 @@ describe("OpenTelemetry traces across nodes", () => {
     for (const h of handled) assert.equal(h.parentSpanId, request.spanId);
     // Spans never carry a credential.
     assert.ok(!JSON.stringify(rx.spans).includes(token), "no token in any span");
+  });
+
+  it("store calls are spans of the handshake that made them", async () => {
+    const s = c.connect(1, t, { auth: { token: t.token({ sub: unique("stored") }) } });
+    await connected(s);
+    const [hs, open] = await rx.until((all) => {
+      for (const o of all.filter((x) => x.name === "store.open_connection")) {
+        const h = all.find((x) => x.spanId === o.parentSpanId && x.name === "handshake" && x.attrs.code === "accepted");
+        if (h) return [h, o];
+      }
+      return null;
+    }, "a store call admitting a connection, as a child of its handshake span");
+    assert.equal(open.traceId, hs.traceId);
+    assert.equal(open.attrs["db.system"], "redis");
+    s.close();
   });
 
   it("a refused handshake's span has its code and no credential", async () => {

@@ -86,11 +86,11 @@ pub async fn authorize(
             "refused"
         }
     };
-    inner
-        .metrics
-        .handshake_seconds
-        .get_or_create(&telemetry::label("outcome", outcome))
-        .observe(started.elapsed().as_secs_f64());
+    inner.metrics.handshake_seconds.get_or_create(&telemetry::label("outcome", outcome)).observe(
+        started.elapsed().as_secs_f64(),
+        telemetry::exemplar(&span),
+        None,
+    );
     let _entered = span.enter();
     match &result {
         Ok(identity) => {

@@ -217,7 +217,11 @@ impl EdgeSink {
                     }
                 };
                 self.inner.metrics.messages_out.get_or_create(&telemetry::tenant(&msg.tenant)).inc_by(n);
-                self.inner.metrics.delivery_seconds.observe(since_publish());
+                self.inner.metrics.delivery_seconds.observe(
+                    since_publish(),
+                    telemetry::exemplar(&tracing::Span::current()),
+                    None,
+                );
                 tracing::Span::current().record("recipients", n);
                 self.inner.stats.add(&msg.tenant, |s| s.messages_out += n);
             }

@@ -68,7 +68,25 @@ impl TenantCache {
             }
             // The store is down: a tenant we knew keeps working from its last copy (tokens
             // keep verifying, known revocations keep applying) until the store is back.
-            Err(e) => match self.map.read().get(id).and_then(|e| e.ctx.clone()) {
+            Err(e) => {
+                // The read guard must be gone before the write below: a temporary in a
+                // `match` scrutinee lives to the end of the match, and parking_lot's
+                // locks are not reentrant (this deadlocked an edge whenever Redis went
+                // down with a tenant's cache entry expired).
+                let stale = self.map.read().get(id).and_then(|e| e.ctx.clone());
+                self.serve_stale(id, stale, e)
+            }
+        }
+    }
+
+    fn serve_stale(
+        &self,
+        id: &str,
+        stale: Option<Arc<TenantCtx>>,
+        e: StoreError,
+    ) -> Result<Option<Arc<TenantCtx>>, StoreError> {
+        {
+            match stale {
                 Some(stale) => {
                     tracing::debug!(tenant = id, error = %e, "store unavailable; using the cached tenant");
                     // Try the store again after a short while, not on every handshake.
@@ -80,7 +98,7 @@ impl TenantCache {
                     Ok(Some(stale))
                 }
                 None => Err(e),
-            },
+            }
         }
     }
 
@@ -232,6 +250,43 @@ mod tests {
         let addr = l.local_addr().expect("addr");
         tokio::spawn(async move { axum::serve(l, app).await });
         format!("http://{addr}/jwks.json")
+    }
+
+    #[test]
+    fn an_expired_tenant_is_served_stale_while_the_store_is_down() {
+        // On its own thread and runtime, so that a deadlock fails the test instead of
+        // hanging it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let r = rt.block_on(async {
+                let store = Arc::new(state::testing::Flaky::default());
+                store
+                    .create_tenant(Tenant {
+                        id: "t".into(),
+                        name: "t".into(),
+                        policy: TenantPolicy::default(),
+                        created_at: 0,
+                        managed_by: None,
+                    })
+                    .await
+                    .expect("tenant");
+                // A zero TTL: every read finds the entry expired and asks the store.
+                let cache = TenantCache::new(store.clone(), Duration::ZERO);
+                assert!(cache.get("t").await.expect("store up").is_some());
+                store.set_down(true);
+                let stale = cache.get("t").await.expect("the last copy, not an error");
+                let unknown = cache.get("nope").await;
+                (stale.map(|c| c.tenant.id.clone()), unknown.map(|u| u.is_some()))
+            });
+            let _ = tx.send(r);
+        });
+        let (stale, unknown) = rx.recv_timeout(Duration::from_secs(10)).expect("no deadlock");
+        assert_eq!(stale.as_deref(), Some("t"));
+        assert!(
+            matches!(unknown, Err(StoreError::Unavailable(_))),
+            "an unknown tenant is an outage: {unknown:?}"
+        );
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ mod redis;
 mod session;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+mod traced;
 
 use async_trait::async_trait;
 
@@ -23,6 +24,7 @@ pub use model::{
 pub use policy::{KeyRecord, Revocation};
 pub use redis::{RedisOptions, RedisStore};
 pub use session::SessionRecord;
+pub use traced::Traced;
 
 /// Why a store operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

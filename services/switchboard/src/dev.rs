@@ -18,6 +18,7 @@ pub async fn run(cfg: DevConfig) -> anyhow::Result<()> {
     let (store, bus, adapter) =
         backends(cfg.redis_url.as_ref(), cfg.state_liveness, &cfg.edge.node_id, cfg.nats.clone()).await?;
     let metrics = Metrics::shared();
+    let _otlp = telemetry::otlp_metrics::start(metrics.clone(), Some(&cfg.edge.node_id));
     let now = bus::now_ms() / 1000;
 
     let secret = demo_tenant(store.as_ref(), now).await?;

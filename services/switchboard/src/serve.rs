@@ -32,9 +32,9 @@ pub async fn backends(
                 .await
                 .map_err(|e| anyhow::anyhow!("Redis (--redis-url): {e}"))?;
             tracing::info!("connected to Redis");
-            Arc::new(s)
+            Arc::new(state::Traced::new(Arc::new(s), "redis"))
         }
-        None => Arc::new(MemoryStore::new()),
+        None => Arc::new(state::Traced::new(Arc::new(MemoryStore::new()), "memory")),
     };
     let (bus, adapter): (Arc<dyn Bus>, AdapterState) = match nats {
         Some(cfg) => {
@@ -116,6 +116,7 @@ pub async fn edge(cfg: EdgeConfig) -> anyhow::Result<()> {
     let (store, bus, adapter) =
         backends(cfg.redis_url.as_ref(), cfg.state_liveness, &cfg.edge.node_id, cfg.nats.clone()).await?;
     let metrics = Metrics::shared();
+    let _otlp = telemetry::otlp_metrics::start(metrics.clone(), Some(&cfg.edge.node_id));
     let listener = bind(cfg.edge_addr, "the edge").await?;
     let (edge, router) = edge::Edge::new(cfg.edge.clone(), store, bus.clone(), adapter, metrics);
     tracing::info!(addr = %listener.local_addr()?, node = cfg.edge.node_id, "edge listening");
@@ -134,6 +135,7 @@ pub async fn admin(cfg: AdminConfig) -> anyhow::Result<()> {
     let (store, bus, _) =
         backends(cfg.redis_url.as_ref(), cfg.state_liveness, &cfg.node_id, cfg.nats.clone()).await?;
     let metrics = Metrics::shared();
+    let _otlp = telemetry::otlp_metrics::start(metrics.clone(), Some(&cfg.node_id));
     let listener = bind(cfg.admin_addr, "the admin API").await?;
     let router = admin::router(admin::AdminState { store, bus, metrics, admin_token: cfg.admin_token });
     tracing::info!(addr = %listener.local_addr()?, node = cfg.node_id, "admin API listening");

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
@@ -16,6 +17,7 @@ use prometheus_client::registry::Unit;
 use tracing_subscriber::EnvFilter;
 
 pub mod otel;
+pub mod otlp_metrics;
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,14 +139,16 @@ pub struct Metrics {
     pub bus_history: Gauge,
     /// Rooms with at least one subscriber on this node, by tenant.
     pub rooms: Family<Labels, Gauge>,
-    /// Handshake duration from CONNECT to the decision, by outcome (`accepted`/`refused`).
-    pub handshake_seconds: Family<Labels, Histogram>,
+    /// Handshake duration from CONNECT to the decision, by outcome (`accepted`/`refused`);
+    /// exemplars carry the handshake's trace id when it is traced.
+    pub handshake_seconds: Family<Labels, HistogramWithExemplars<Labels>>,
     /// Time `policy` took to find and verify a credential.
     pub policy_seconds: Histogram,
     /// Publish (the bus took it) to this node receiving it from the bus.
     pub bus_lag_seconds: Histogram,
-    /// Publish to the event being queued on this node's sockets.
-    pub delivery_seconds: Histogram,
+    /// Publish to the event being queued on this node's sockets; exemplars carry the
+    /// publish's trace id when it is traced.
+    pub delivery_seconds: HistogramWithExemplars<Labels>,
     /// A control message (revocation, kick, tenant change) sent to acted on, on this node.
     pub control_seconds: Family<Labels, Histogram>,
 }
@@ -156,6 +160,16 @@ fn latency_buckets() -> impl Iterator<Item = f64> {
 
 fn latency() -> Histogram {
     Histogram::new(latency_buckets())
+}
+
+fn latency_with_exemplars() -> HistogramWithExemplars<Labels> {
+    HistogramWithExemplars::new(latency_buckets())
+}
+
+/// The exemplar for an observation made in `span`: its trace id, when it is traced
+/// (OpenMetrics exemplars, and OTLP ones through [`otlp_metrics`]).
+pub fn exemplar(span: &tracing::Span) -> Option<Labels> {
+    otel::trace_id(span).map(|id| vec![("trace_id", id)])
 }
 
 impl Default for Metrics {
@@ -178,11 +192,12 @@ impl Metrics {
         let deliveries_dropped = Family::<Labels, Counter>::default();
         let bus_history = Gauge::default();
         let rooms = Family::<Labels, Gauge>::default();
-        let handshake_seconds =
-            Family::<Labels, Histogram>::new_with_constructor(latency as fn() -> Histogram);
+        let handshake_seconds = Family::<Labels, HistogramWithExemplars<Labels>>::new_with_constructor(
+            latency_with_exemplars as fn() -> HistogramWithExemplars<Labels>,
+        );
         let policy_seconds = latency();
         let bus_lag_seconds = latency();
-        let delivery_seconds = latency();
+        let delivery_seconds = latency_with_exemplars();
         let control_seconds = Family::<Labels, Histogram>::new_with_constructor(latency as fn() -> Histogram);
         registry.register("rooms", "Rooms with subscribers on this node", rooms.clone());
         registry.register_with_unit(
@@ -355,8 +370,8 @@ mod tests {
     #[test]
     fn histograms_follow_prometheus_naming() {
         let m = Metrics::new();
-        m.delivery_seconds.observe(0.002);
-        m.handshake_seconds.get_or_create(&label("outcome", "accepted")).observe(0.01);
+        m.delivery_seconds.observe(0.002, None, None);
+        m.handshake_seconds.get_or_create(&label("outcome", "accepted")).observe(0.01, None, None);
         let s = m.encode();
         assert!(s.contains("switchboard_delivery_latency_seconds_bucket{le=\"0.0025\"} 1"), "{s}");
         assert!(s.contains("switchboard_handshake_duration_seconds_count{outcome=\"accepted\"} 1"), "{s}");
@@ -375,11 +390,11 @@ mod tests {
         }
         m.connections.get_or_create(&t).inc();
         m.rooms.get_or_create(&t).inc();
-        m.handshake_seconds.get_or_create(&t).observe(0.1);
+        m.handshake_seconds.get_or_create(&t).observe(0.1, None, None);
         m.control_seconds.get_or_create(&t).observe(0.1);
         m.policy_seconds.observe(0.1);
         m.bus_lag_seconds.observe(0.1);
-        m.delivery_seconds.observe(0.1);
+        m.delivery_seconds.observe(0.1, None, None);
         let exported = m.encode();
         let path =
             concat!(env!("CARGO_MANIFEST_DIR"), "/../../charts/switchboard/dashboards/switchboard.json");
