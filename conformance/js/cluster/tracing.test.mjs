@@ -123,7 +123,13 @@ describe("OpenTelemetry traces across nodes", () => {
     }
     const traceBytes = Buffer.from(publish.traceId, "hex").toString("base64");
     await rx.until(
-      (all) => rx.metrics.some((m) => m.name === "switchboard_delivery_latency_seconds" && JSON.stringify(m).includes(traceBytes)),
+      // oteltap prints ids in hex, as for spans; protobuf's JSON would print base64.
+      (all) =>
+        rx.metrics.some((m) => {
+          if (m.name !== "switchboard_delivery_latency_seconds") return false;
+          const ids = m.histogram.dataPoints.flatMap((p) => (p.exemplars || []).map((e) => e.traceId));
+          return ids.includes(publish.traceId) || ids.includes(traceBytes);
+        }),
       "the delivery latency histogram over OTLP with the publish's trace id as an exemplar",
     );
   });

@@ -292,7 +292,11 @@ fn request(text: &str, resource: Resource, start: u64, now: u64) -> ExportMetric
                 (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
             match what {
                 "HELP" => help = arg.to_string(),
-                "UNIT" => unit = arg.to_string(),
+                // prometheus-client writes UNIT after TYPE; other writers before it.
+                "UNIT" => match &mut family {
+                    Some((n, _, _, u)) if n == name => *u = arg.to_string(),
+                    _ => unit = arg.to_string(),
+                },
                 "TYPE" => {
                     flush(&mut metrics, &family, &mut hist);
                     let kind = match arg {
