@@ -6,7 +6,9 @@
 //! - `GET /readyz` (readiness): 200 when this replica does its part: it leads and its
 //!   watches have listed the Tenants, or it is a standby that reached the Lease within a
 //!   lease duration (so it can take over). 503 otherwise: starting, a leader whose watches
-//!   have not synced, or a replica cut off from the API server.
+//!   have not synced, or a replica cut off from the API server. A watch that breaks after
+//!   the first list is retried by kube's watcher with backoff; readiness does not flap
+//!   with it (the Lease renewals decide whether this replica still leads).
 //!
 //! Both answer a small JSON body saying why, for people reading `kubectl describe`.
 

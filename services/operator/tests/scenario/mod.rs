@@ -2,7 +2,8 @@
 //! kube-rs Controller, its watches, the finalizer) against a Kubernetes API server over
 //! HTTP: kmock's emulator (tests/kmock.rs) or a real cluster (tests/cluster.rs). The store is
 //! a `Flaky` in-memory store that the test can switch off; the bus a `LocalBus` whose sink
-//! records control messages.
+//! records control messages. Two replicas run: the leader does the work while the other
+//! waits as a ready standby, then takes over when the leader stops and releases the Lease.
 //!
 //! Every wait is a poll with a deadline. The deadlines that prove a watch or a requeue did
 //! the work are shorter than `controller::RECHECK` (120 s), the operator's periodic look at a
@@ -77,6 +78,32 @@ impl Scenario {
         format!("{}-lease", self.id)
     }
 
+    async fn holder(&self, leases: &Api<Lease>) -> Option<String> {
+        leases.get(&self.lease_name()).await.expect("the Lease").spec.and_then(|s| s.holder_identity)
+    }
+
+    /// Starts one operator replica `{id}-{name}` with its health endpoints on a free port.
+    async fn replica(&self, name: &str, store: &Arc<Flaky>, bus: &Arc<LocalBus>) -> Replica {
+        let health = Health::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("health port");
+        let health_url = format!("http://{}", listener.local_addr().expect("addr"));
+        let server =
+            tokio::spawn(axum::serve(listener, operator::health::router(health.clone())).into_future());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let opts = operator::Options {
+            namespace: Some(self.namespace.clone()),
+            lease_name: self.lease_name(),
+            identity: format!("{}-{name}", self.id),
+            timings: operator::lease::LeaseTimings::default(),
+            health,
+        };
+        let task =
+            tokio::spawn(operator::run_with(self.client.clone(), opts, store.clone(), bus.clone(), async {
+                let _ = stopped.await;
+            }));
+        Replica { health_url, stop, task, server }
+    }
+
     /// Runs the scenario; panics on the first step that does not hold.
     pub async fn run(&self) {
         let (ns, id) = (self.namespace.as_str(), self.id.as_str());
@@ -88,39 +115,14 @@ impl Scenario {
         let rec = Arc::new(Rec::default());
         bus.attach(rec.clone());
 
-        let health = Health::default();
-        let health_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("health port");
-        let health_url = format!("http://{}", health_listener.local_addr().expect("addr"));
-        let health_server = tokio::spawn(
-            axum::serve(health_listener, operator::health::router(health.clone())).into_future(),
-        );
-
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let opts = operator::Options {
-            namespace: Some(ns.to_string()),
-            lease_name: self.lease_name(),
-            identity: format!("{id}-op"),
-            timings: operator::lease::LeaseTimings::default(),
-            health: health.clone(),
-        };
-        let op =
-            tokio::spawn(operator::run_with(self.client.clone(), opts, store.clone(), bus.clone(), async {
-                let _ = stopped.await;
-            }));
-
+        let first = self.replica("op-1", &store, &bus).await;
         // Ready once it leads and its watches have listed.
-        eventually("/readyz answers 200 once leading with watches synced", || async {
-            let r = http_get(&format!("{health_url}/readyz")).await?;
-            if r.0 == 200 { Ok(r.1) } else { Err(format!("{r:?}")) }
-        })
-        .await;
-        assert_eq!(http_get(&format!("{health_url}/healthz")).await.expect("healthz").0, 200);
-        let lease = leases.get(&self.lease_name()).await.expect("the Lease");
-        assert_eq!(
-            lease.spec.and_then(|s| s.holder_identity).as_deref(),
-            Some(format!("{id}-op").as_str()),
-            "this replica holds the Lease"
-        );
+        first.wait_ready("leading").await;
+        assert_eq!(http_get(&format!("{}/healthz", first.health_url)).await.expect("healthz").0, 200);
+        assert_eq!(self.holder(&leases).await.as_deref(), Some(format!("{id}-op-1").as_str()));
+        // A second replica waits as a standby: ready (it can take over), writing nothing.
+        let second = self.replica("op-2", &store, &bus).await;
+        second.wait_ready("standby").await;
 
         // 1. Create: the tenant appears in the store, the status says Ready for generation 1.
         let resource = json!({
@@ -285,15 +287,43 @@ impl Scenario {
         let controls = std::mem::take(&mut *rec.controls.lock().unwrap_or_else(|e| e.into_inner()));
         assert!(controls.contains(&Control::TenantDeleted { tenant: id.to_string() }), "{controls:?}");
 
-        // Stopping releases the Lease for the next replica.
-        let _ = stop.send(());
-        tokio::time::timeout(DEADLINE, op).await.expect("the operator stops").expect("operator task");
-        let lease = leases.get(&self.lease_name()).await.expect("the Lease");
-        assert_eq!(lease.spec.and_then(|s| s.holder_identity), None, "released");
-        health_server.abort();
+        // The leader stops and releases the Lease: the standby takes over at its next try
+        // (every 2 s), without waiting the lease out (15 s); then it stops and releases too.
+        first.stop().await;
+        second.wait_ready("leading").await;
+        assert_eq!(self.holder(&leases).await.as_deref(), Some(format!("{id}-op-2").as_str()));
+        second.stop().await;
+        assert_eq!(self.holder(&leases).await, None, "released");
 
         let _ = secrets.delete(&self.secret_name(), &DeleteParams::default()).await;
         let _ = leases.delete(&self.lease_name(), &DeleteParams::default()).await;
+    }
+}
+
+/// One running operator replica.
+struct Replica {
+    health_url: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Replica {
+    /// Waits until `/readyz` answers 200 with `role`.
+    async fn wait_ready(&self, role: &str) {
+        let url = format!("{}/readyz", self.health_url);
+        eventually(&format!("/readyz 200 as {role}"), || async {
+            let (code, body) = http_get(&url).await?;
+            let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+            if code == 200 && v["role"] == role { Ok(()) } else { Err(format!("{code} {body}")) }
+        })
+        .await;
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(DEADLINE, self.task).await.expect("the operator stops").expect("operator task");
+        self.server.abort();
     }
 }
 
