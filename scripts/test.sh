@@ -14,6 +14,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo build --locked -p switchboard
+# The operator's kmock test runs its Kubernetes API emulator with the venv's python (kmock).
+export SWITCHBOARD_PYTHON="$PWD/target/py-venv/bin/python"
 cargo test --workspace --locked
 echo "== conformance (socket.io-client, python-socketio, headless Chromium)"
 PATH="$PWD/target/py-venv/bin:$PATH" SWITCHBOARD_BIN="$PWD/target/debug/switchboard" conformance/run.sh

@@ -397,6 +397,32 @@ def test_rbac_is_exactly_least_privilege(value_set_name):
     assert edge(docs)[1]["serviceAccountName"] != sa["metadata"]["name"]
 
 
+@pytest.mark.parametrize("value_set_name", ["default", "ha", "everything"])
+def test_operator_probes_use_its_health_endpoints(value_set_name):
+    # `switchboard operator` serves /healthz and /readyz on SWITCHBOARD_HEALTH_ADDR; the
+    # probes reach them through the named port, whatever healthPort is.
+    values = yaml.safe_load((CI / f"{value_set_name}-values.yaml").read_text()) or {}
+    port = values.get("operator", {}).get("healthPort", 4002)
+    dep = one(render(value_set_name), "Deployment", "-operator")
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    assert c["ports"] == [{"name": "health", "containerPort": port, "protocol": "TCP"}]
+    assert env_of(c)["SWITCHBOARD_HEALTH_ADDR"]["value"] == f"0.0.0.0:{port}"
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    # Liveness never asks readiness's question: an API server outage must not restart it.
+    assert c["livenessProbe"]["httpGet"]["path"] != "/readyz"
+    timing = values.get("operator", {}).get("livenessProbe", {})
+    for k, v in timing.items():
+        assert c["livenessProbe"][k] == v
+
+
+def test_operator_probe_must_be_timing_only():
+    # The probe's handler is the chart's: a values file cannot swap it for another one.
+    p = helm(*template_args(str(CI / "default-values.yaml"), sets=("operator.livenessProbe.tcpSocket.port=1",)),
+             check=False)
+    assert p.returncode != 0 and "livenessProbe" in p.stderr, p.stderr
+
+
 def test_crd_placeholder():
     crds = find(render("default"), "CustomResourceDefinition")
     assert len(crds) == 1

@@ -23,6 +23,7 @@ use kube::{Client, Resource as _, ResourceExt as _};
 use state::{Store, StoreError};
 
 use crate::crd::{FINALIZER, Tenant};
+use crate::health::Health;
 use crate::plan::{self, Input, Plan, Secrets, StoreView};
 
 /// How often a reconciled Tenant is checked again without any change (repairs drift, e.g.
@@ -103,6 +104,8 @@ pub struct Context {
     /// what changed each time (Events are sent only on changes, so they stay few).
     pub reporter: Reporter,
     pub backoff: Backoff,
+    /// Told when the watches have listed (`/readyz`).
+    pub health: Health,
 }
 
 impl Context {
@@ -120,6 +123,7 @@ impl Context {
             store,
             bus,
             backoff: Backoff::default(),
+            health: Health::default(),
         }
     }
 }
@@ -372,7 +376,18 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let controller = Controller::new(tenants, watcher::Config::default());
     let cache = controller.store();
-    controller
+    let health = ctx.health.clone();
+    let synced = {
+        let (cache, health) = (cache.clone(), health.clone());
+        async move {
+            // The Tenant reflector's first list is in: the controller sees every Tenant.
+            if cache.wait_until_ready().await.is_ok() {
+                health.set_synced(true);
+            }
+            std::future::pending::<()>().await;
+        }
+    };
+    let controller = controller
         .watches(secrets, watcher::Config::default(), move |s: Secret| tenants_using(&cache.state(), &s))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -381,8 +396,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl std::future::Future<Output = 
                 Ok((o, _)) => tracing::debug!(tenant = %o, "reconciled"),
                 Err(e) => tracing::debug!(error = %e, "controller"),
             }
-        })
-        .await;
+        });
+    tokio::select! {
+        () = controller => {}
+        () = synced => {}
+    }
+    health.set_synced(false);
 }
 
 #[cfg(test)]

@@ -18,6 +18,8 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
 
+use crate::health::{Health, Role};
+
 /// Timings, as client-go's defaults: lease 15 s, renew deadline 10 s, retry 2 s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseTimings {
@@ -43,6 +45,7 @@ pub struct LeaseLock {
     name: String,
     identity: String,
     timings: LeaseTimings,
+    health: Option<Health>,
 }
 
 fn is_conflict(e: &kube::Error) -> bool {
@@ -56,7 +59,23 @@ impl LeaseLock {
         identity: impl Into<String>,
         timings: LeaseTimings,
     ) -> Self {
-        LeaseLock { api, name: name.into(), identity: identity.into(), timings }
+        LeaseLock { api, name: name.into(), identity: identity.into(), timings, health: None }
+    }
+
+    /// Reports the election (standby, leading, the Lease reached) to `health` (`/readyz`).
+    pub fn with_health(mut self, health: Health) -> Self {
+        self.health = Some(health);
+        self
+    }
+
+    fn report(&self, role: Option<Role>, reached: bool) {
+        let Some(h) = &self.health else { return };
+        if reached {
+            h.lease_reached();
+        }
+        if let Some(role) = role {
+            h.set_role(role);
+        }
     }
 
     /// This replica's identity (the Lease's `holderIdentity` while it leads).
@@ -134,8 +153,11 @@ impl LeaseLock {
     pub async fn acquire(&self) {
         loop {
             match self.try_acquire(Timestamp::now()).await {
-                Ok(true) => return,
-                Ok(false) => {}
+                Ok(true) => {
+                    self.report(None, true);
+                    return;
+                }
+                Ok(false) => self.report(Some(Role::Standby), true),
                 Err(e) => tracing::warn!(error = %e, lease = self.name, "cannot read the lease"),
             }
             tokio::time::sleep(self.timings.retry).await;
@@ -149,7 +171,10 @@ impl LeaseLock {
         loop {
             tokio::time::sleep(self.timings.retry).await;
             match self.try_acquire(Timestamp::now()).await {
-                Ok(true) => last_renewed = tokio::time::Instant::now(),
+                Ok(true) => {
+                    last_renewed = tokio::time::Instant::now();
+                    self.report(None, true);
+                }
                 Ok(false) => {
                     tracing::warn!(lease = self.name, "another replica holds the lease");
                     return;
@@ -179,6 +204,7 @@ impl LeaseLock {
                 () = &mut shutdown => return,
             }
             tracing::info!(lease = self.name, identity = self.identity, "leading: writes start");
+            self.report(Some(Role::Leading), false);
             tokio::select! {
                 () = work() => {
                     self.release().await;
@@ -186,6 +212,7 @@ impl LeaseLock {
                 }
                 () = self.hold() => {
                     tracing::warn!(lease = self.name, "lost the lease: writes stop");
+                    self.report(Some(Role::Standby), false);
                 }
                 () = &mut shutdown => {
                     self.release().await;

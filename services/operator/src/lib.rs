@@ -7,13 +7,15 @@
 //! - [`controller`]: the kube-rs `Controller` (Tenants, and the Secrets they reference), the
 //!   finalizer that removes the tenant like `DELETE /v1/tenants/{t}`, status, Events;
 //! - [`lease`]: leader election on a `coordination.k8s.io` Lease, so that two replicas
-//!   never both write.
+//!   never both write;
+//! - [`health`]: `/healthz` and `/readyz` for the kubelet's probes.
 //!
-//! It writes only through `admin::service`, the admin API's own tenant and key code. It
-//! does not serve HTTP, speak Socket.IO, or decide policy.
+//! It writes only through `admin::service`, the admin API's own tenant and key code. Its
+//! only HTTP is the health router; it does not speak Socket.IO or decide policy.
 
 pub mod controller;
 pub mod crd;
+pub mod health;
 pub mod lease;
 pub mod plan;
 
@@ -34,6 +36,8 @@ pub struct Options {
     /// This replica's identity in the Lease and in Events.
     pub identity: String,
     pub timings: lease::LeaseTimings,
+    /// Where the election and the controller report for `/readyz` ([`health::router`]).
+    pub health: health::Health,
 }
 
 /// Why the operator could not start.
@@ -79,19 +83,17 @@ pub async fn run_with(
         .or_else(|| std::env::var("POD_NAMESPACE").ok().filter(|n| !n.is_empty()))
         .unwrap_or_else(|| client.default_namespace().to_string());
     tracing::info!(namespace, lease = opts.lease_name, identity = opts.identity, "operator starting");
-    let ctx = Arc::new(controller::Context::new(
-        client.clone(),
-        namespace.clone(),
-        store,
-        bus,
-        Some(opts.identity.clone()),
-    ));
+    let mut ctx =
+        controller::Context::new(client.clone(), namespace.clone(), store, bus, Some(opts.identity.clone()));
+    ctx.health = opts.health.clone();
+    let ctx = Arc::new(ctx);
     let lock = lease::LeaseLock::new(
         kube::Api::namespaced(client, &namespace),
         opts.lease_name.clone(),
         opts.identity.clone(),
         opts.timings,
-    );
+    )
+    .with_health(opts.health.clone());
     lock.lead(|| controller::run(ctx.clone(), std::future::pending()), shutdown).await;
     tracing::info!("operator stopped");
 }

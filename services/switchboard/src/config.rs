@@ -310,6 +310,9 @@ pub struct OperatorArgs {
     /// The coordination.k8s.io Lease that elects the one replica that writes.
     #[arg(long, env = "SWITCHBOARD_LEASE_NAME", default_value = "switchboard-operator")]
     pub lease_name: String,
+    /// Where `/healthz` and `/readyz` are served (the kubelet's probes).
+    #[arg(long, env = "SWITCHBOARD_HEALTH_ADDR", default_value = "127.0.0.1:4002")]
+    pub health_addr: String,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -319,6 +322,7 @@ pub struct OperatorArgs {
 pub struct OperatorConfig {
     pub namespace: Option<String>,
     pub lease_name: String,
+    pub health_addr: SocketAddr,
     /// The Lease holder identity: `--node-id`, else the pod's name (`POD_NAME`), else random.
     pub node_id: String,
     pub nats: Option<bus::NatsConfig>,
@@ -360,6 +364,7 @@ impl OperatorArgs {
         Ok(OperatorConfig {
             namespace: self.namespace.clone(),
             lease_name: self.lease_name.clone(),
+            health_addr: addr(&self.health_addr, "--health-addr")?,
             nats: self.common.nats_config(&node_id),
             redis_url: self.common.redis_url.clone().map(Secret::new),
             state_liveness: Duration::from_secs(self.common.state_liveness_seconds),
@@ -526,21 +531,31 @@ mod tests {
         assert!(e.contains("--nats-url"), "{e}");
         let c = operator(&backends).expect("valid");
         assert_eq!(c.lease_name, "switchboard-operator");
+        assert_eq!(c.health_addr.to_string(), "127.0.0.1:4002");
         assert_eq!(c.namespace, None);
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("hunter2"), "{dbg}");
         let c = operator(
-            &[&backends[..], &["--namespace", "prod", "--lease-name", "sb.lease", "--node-id", "op-1"]]
-                .concat(),
+            &[
+                &backends[..],
+                &["--namespace", "prod", "--lease-name", "sb.lease", "--node-id", "op-1"],
+                &["--health-addr", "0.0.0.0:8081"],
+            ]
+            .concat(),
         )
         .expect("valid");
         assert_eq!(
             (c.namespace.as_deref(), c.lease_name.as_str(), c.node_id.as_str()),
             (Some("prod"), "sb.lease", "op-1")
         );
-        for (flag, bad) in
-            [("--namespace", "Prod"), ("--namespace", "-x"), ("--lease-name", "a..b"), ("--lease-name", "A")]
-        {
+        assert_eq!(c.health_addr.to_string(), "0.0.0.0:8081");
+        for (flag, bad) in [
+            ("--namespace", "Prod"),
+            ("--namespace", "-x"),
+            ("--lease-name", "a..b"),
+            ("--lease-name", "A"),
+            ("--health-addr", "nowhere"),
+        ] {
             let arg = format!("{flag}={bad}");
             let e = operator(&[&backends[..], &[arg.as_str()]].concat()).expect_err(bad).to_string();
             assert!(e.contains(flag), "{e}");

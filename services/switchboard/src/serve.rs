@@ -145,13 +145,27 @@ pub async fn admin(cfg: AdminConfig) -> anyhow::Result<()> {
 pub async fn operator(cfg: OperatorConfig) -> anyhow::Result<()> {
     let (store, bus, _) =
         backends(cfg.redis_url.as_ref(), cfg.state_liveness, &cfg.node_id, cfg.nats.clone()).await?;
+    let timings = operator::lease::LeaseTimings::default();
+    let health = operator::health::Health::new(timings.lease);
+    // The probes' listener first: a replica that cannot bind it fails at once, visibly.
+    let listener = bind(cfg.health_addr, "the operator's health endpoints").await?;
+    tracing::info!(addr = %listener.local_addr()?, "operator health endpoints listening");
+    let (stop_health, health_stopped) = tokio::sync::oneshot::channel::<()>();
+    let health_server =
+        tokio::spawn(serve_until(listener, operator::health::router(health.clone()), async {
+            let _ = health_stopped.await;
+        }));
     let opts = operator::Options {
         namespace: cfg.namespace,
         lease_name: cfg.lease_name,
         identity: cfg.node_id,
-        timings: operator::lease::LeaseTimings::default(),
+        timings,
+        health,
     };
-    operator::run(opts, store, bus.clone(), shutdown_signal()).await?;
+    let r = operator::run(opts, store, bus.clone(), shutdown_signal()).await;
+    let _ = stop_health.send(());
+    let _ = health_server.await;
+    r?;
     bus.leave().await;
     Ok(())
 }
