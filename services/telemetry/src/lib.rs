@@ -147,6 +147,12 @@ pub struct Metrics {
     pub delivery_seconds: Histogram,
     /// A control message (revocation, kick, tenant change) sent to acted on, on this node.
     pub control_seconds: Family<Labels, Histogram>,
+    /// Webhook events by tenant and outcome: `sent`, `retried` (counted per event per
+    /// retry), `dropped` (gave up, queue full, or refused by the receiver).
+    pub webhook_events: Family<Labels, Counter>,
+    /// Subscribe hook decisions by tenant and outcome: `allow`, `deny`, `error`
+    /// (fail-closed), each also `cached` when answered from the cache.
+    pub subscribe_hook: Family<Labels, Counter>,
 }
 
 /// Buckets for latencies from a fraction of a millisecond to ten seconds.
@@ -184,6 +190,10 @@ impl Metrics {
         let bus_lag_seconds = latency();
         let delivery_seconds = latency();
         let control_seconds = Family::<Labels, Histogram>::new_with_constructor(latency as fn() -> Histogram);
+        let webhook_events = Family::<Labels, Counter>::default();
+        let subscribe_hook = Family::<Labels, Counter>::default();
+        registry.register("webhook_events", "Webhook events by outcome (sent, retried, dropped)", webhook_events.clone());
+        registry.register("subscribe_hook", "Subscribe hook decisions by outcome", subscribe_hook.clone());
         registry.register("rooms", "Rooms with subscribers on this node", rooms.clone());
         registry.register_with_unit(
             "handshake_duration",
@@ -251,6 +261,8 @@ impl Metrics {
             bus_lag_seconds,
             delivery_seconds,
             control_seconds,
+            webhook_events,
+            subscribe_hook,
         }
     }
 

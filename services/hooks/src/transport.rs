@@ -1,0 +1,158 @@
+//! One signed POST to a tenant's endpoint, behind a trait.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+/// A request to a tenant's endpoint.
+#[derive(Debug, Clone)]
+pub struct HookRequest {
+    pub url: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Bytes,
+    /// The whole exchange, body included: a slow drip ends here.
+    pub timeout: Duration,
+}
+
+/// The endpoint's answer; `body` holds at most the transport's cap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookResponse {
+    pub status: u16,
+    pub body: Bytes,
+}
+
+/// Why no answer was read. Messages never hold the URL's query or any secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    #[error("the endpoint did not answer in time")]
+    Timeout,
+    #[error("the endpoint could not be reached")]
+    Connect,
+    #[error("the endpoint's answer was larger than allowed")]
+    TooLarge,
+    #[error("the request failed: {0}")]
+    Other(String),
+}
+
+impl TransportError {
+    /// A short code for logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TransportError::Timeout => "timeout",
+            TransportError::Connect => "connect",
+            TransportError::TooLarge => "too_large",
+            TransportError::Other(_) => "error",
+        }
+    }
+}
+
+#[async_trait]
+pub trait Transport: Send + Sync + 'static {
+    async fn post(&self, req: HookRequest) -> Result<HookResponse, TransportError>;
+}
+
+/// reqwest over rustls: redirects are never followed (a 3xx is an answer, and not a good
+/// one: following it would send signed tenant data wherever the endpoint points), the
+/// timeout covers connecting, sending and reading, and a body past `max_body` fails.
+pub struct HttpTransport {
+    client: reqwest::Client,
+    max_body: usize,
+}
+
+impl HttpTransport {
+    /// A transport reading at most `max_body` bytes of each answer.
+    pub fn new(max_body: usize) -> Result<HttpTransport, TransportError> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .user_agent("switchboard-hooks/1")
+            .build()
+            .map_err(|e| TransportError::Other(e.to_string()))?;
+        Ok(HttpTransport { client, max_body })
+    }
+}
+
+fn map_err(e: &reqwest::Error) -> TransportError {
+    if e.is_timeout() {
+        TransportError::Timeout
+    } else if e.is_connect() {
+        TransportError::Connect
+    } else {
+        // Without the URL: it may carry a token in its query.
+        TransportError::Other(e.without_url_ref())
+    }
+}
+
+trait WithoutUrl {
+    fn without_url_ref(&self) -> String;
+}
+
+impl WithoutUrl for reqwest::Error {
+    fn without_url_ref(&self) -> String {
+        if self.is_body() || self.is_decode() {
+            "the answer's body could not be read".into()
+        } else if self.is_request() {
+            "the request could not be sent".into()
+        } else {
+            "the exchange failed".into()
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for HttpTransport {
+    async fn post(&self, req: HookRequest) -> Result<HookResponse, TransportError> {
+        let exchange = async {
+            let mut b = self.client.post(&req.url).header("content-type", "application/json");
+            for (k, v) in &req.headers {
+                b = b.header(*k, v);
+            }
+            let mut resp = b.body(req.body.clone()).send().await.map_err(|e| map_err(&e))?;
+            let status = resp.status().as_u16();
+            if resp.content_length().is_some_and(|n| n > self.max_body as u64) {
+                return Err(TransportError::TooLarge);
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await.map_err(|e| map_err(&e))? {
+                if body.len() + chunk.len() > self.max_body {
+                    return Err(TransportError::TooLarge);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(HookResponse { status, body: Bytes::from(body) })
+        };
+        // One deadline for everything, also enforced here so that no client setting can
+        // let a drip-feeding endpoint hold a worker longer.
+        tokio::time::timeout(req.timeout, exchange).await.unwrap_or(Err(TransportError::Timeout))
+    }
+}
+
+/// The in-memory twin: records requests, answers from a script (then 200 `{}`).
+#[derive(Default)]
+pub struct MemoryTransport {
+    pub requests: Mutex<Vec<HookRequest>>,
+    answers: Mutex<VecDeque<Result<HookResponse, TransportError>>>,
+}
+
+impl MemoryTransport {
+    pub fn new() -> MemoryTransport {
+        MemoryTransport::default()
+    }
+
+    /// Queues the next answer.
+    pub fn answer(&self, a: Result<HookResponse, TransportError>) {
+        self.answers.lock().push_back(a);
+    }
+}
+
+#[async_trait]
+impl Transport for MemoryTransport {
+    async fn post(&self, req: HookRequest) -> Result<HookResponse, TransportError> {
+        self.requests.lock().push(req);
+        self.answers.lock().pop_front().unwrap_or(Ok(HookResponse { status: 200, body: Bytes::from_static(b"{}") }))
+    }
+}
