@@ -85,6 +85,24 @@ pub(crate) struct Inner {
     pub draining: AtomicBool,
     /// Set when this node's store records fell behind its sockets (see `register`).
     pub reregister: AtomicBool,
+    /// Asks tenants' subscribe hooks (SPEC-less; see README "Webhooks and hooks").
+    pub subscribe_hooks: hooks::SubscribeHooks,
+}
+
+/// Largest hook answer read, in bytes: an allow/deny answer is a few dozen.
+const MAX_HOOK_ANSWER_BYTES: usize = 16 * 1024;
+
+/// The transport for tenants' endpoints. Building a client only fails when no TLS
+/// backend can start; hooks then fail closed (subscriptions they cover are refused,
+/// webhooks are retried and dropped) instead of the edge failing.
+fn hook_transport() -> Arc<dyn hooks::Transport> {
+    match hooks::HttpTransport::new(MAX_HOOK_ANSWER_BYTES) {
+        Ok(t) => Arc::new(t),
+        Err(e) => {
+            tracing::error!(error = %e, "hook HTTP client unavailable: hooks fail closed");
+            Arc::new(hooks::MemoryTransport::failing())
+        }
+    }
 }
 
 /// A running edge's handle: used to drain it and to read its Socket.IO server.
@@ -113,13 +131,14 @@ impl Edge {
             cfg,
             store,
             bus: bus.clone(),
-            metrics,
+            metrics: metrics.clone(),
             expiry: expiry::ExpiryQueue::default(),
             rooms: deliver::LocalRooms::default(),
             recent: recent::Recent::default(),
             stats: deliver::StatsBuffer::default(),
             draining: AtomicBool::new(false),
             reregister: AtomicBool::new(false),
+            subscribe_hooks: hooks::SubscribeHooks::new(hook_transport(), metrics.clone()),
         });
         let full_queues = adapter.full_queues();
         let (layer, io) = socketioxide::SocketIo::builder()
@@ -151,6 +170,10 @@ impl Edge {
         slow::spawn(inner.clone(), io.clone(), full_queues);
         register::spawn(inner.clone(), io.clone());
         deliver::spawn_stats_flush(inner.clone());
+        // Every edge takes part in sending webhooks: the store hands each tenant's outbox
+        // to one node at a time, so this costs the others one cheap check per tenant.
+        let webhooks = hooks::Webhooks::new(hook_transport(), metrics, hooks::WebhookOptions::default());
+        tokio::spawn(hooks::pump(inner.store.clone(), webhooks, hooks::PumpOptions::default()));
         // CORS wraps socketioxide's layer, which answers `/socket.io/` itself: inside it,
         // browsers' polling requests and their preflights would never get CORS answers.
         // `own_head` is outermost, so that socketioxide only ever sees request heads that

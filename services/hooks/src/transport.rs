@@ -131,16 +131,23 @@ impl Transport for HttpTransport {
     }
 }
 
-/// The in-memory twin: records requests, answers from a script (then 200 `{}`).
+/// The in-memory twin: records requests, answers from a script (then 200 `{}`, or
+/// `connect` errors when made with [`MemoryTransport::failing`]).
 #[derive(Default)]
 pub struct MemoryTransport {
     pub requests: Mutex<Vec<HookRequest>>,
     answers: Mutex<VecDeque<Result<HookResponse, TransportError>>>,
+    failing: bool,
 }
 
 impl MemoryTransport {
     pub fn new() -> MemoryTransport {
         MemoryTransport::default()
+    }
+
+    /// A transport that reaches nothing.
+    pub fn failing() -> MemoryTransport {
+        MemoryTransport { failing: true, ..MemoryTransport::default() }
     }
 
     /// Queues the next answer.
@@ -153,6 +160,10 @@ impl MemoryTransport {
 impl Transport for MemoryTransport {
     async fn post(&self, req: HookRequest) -> Result<HookResponse, TransportError> {
         self.requests.lock().push(req);
-        self.answers.lock().pop_front().unwrap_or(Ok(HookResponse { status: 200, body: Bytes::from_static(b"{}") }))
+        match self.answers.lock().pop_front() {
+            Some(a) => a,
+            None if self.failing => Err(TransportError::Connect),
+            None => Ok(HookResponse { status: 200, body: Bytes::from_static(b"{}") }),
+        }
     }
 }

@@ -78,11 +78,12 @@ pub struct TenantPolicy {
     pub cors_allowed_headers: Vec<String>,
     #[serde(default = "d_presence")]
     pub presence_events_max_members: u32,
-    /// Where room, presence and connection events are sent (absent: nowhere).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Where room, presence and connection events are sent (null: nowhere). Written as
+    /// `null` when off, so that every field of the policy always shows.
+    #[serde(default)]
     pub webhooks: Option<WebhookConfig>,
-    /// Which subscriptions the tenant's backend must allow (absent: none asks).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Which subscriptions the tenant's backend must allow (null: none asks).
+    #[serde(default)]
     pub subscribe_hook: Option<SubscribeHookConfig>,
 }
 
