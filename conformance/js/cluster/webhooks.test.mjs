@@ -129,9 +129,10 @@ describe("webhooks across 3 edges", () => {
     await backend.until((ev) => ev.some((e) => e.name === "room.vacated" && e.room === room), 5000, "vacated");
     assert.equal(backend.of("room.occupied", room).length, 1, "occupied once");
     assert.equal(backend.of("presence.member_added", room).length, 2);
+    // Order per room: occupied before every member joined, vacated after every one did.
     const names = backend.events.filter((e) => e.room === room).map((e) => e.name);
-    assert.equal(names[0], "room.occupied", "order per room");
-    assert.equal(names.at(-1), "room.vacated", "order per room");
+    assert.equal(names[0], "room.occupied", JSON.stringify(names));
+    assert.ok(names.indexOf("room.vacated") > names.lastIndexOf("presence.member_added"), JSON.stringify(names));
   });
 
   it("a killed edge's room is vacated after its liveness expires: no ghost occupied", async () => {
@@ -150,6 +151,7 @@ describe("webhooks across 3 edges", () => {
     const took = Date.now() - killedAt;
     console.log(`room.vacated for the killed edge's room arrived ${took} ms after SIGKILL (liveness ${LIVENESS_SECONDS} s)`);
     assert.ok(took >= LIVENESS_SECONDS * 1000 - 500, `not before the liveness expired (${took} ms)`);
+    assert.ok(took <= LIVENESS_SECONDS * 1000 + 3000, `soon after the liveness expired (${took} ms)`);
     assert.equal(backend.of("presence.member_removed", room).length, 1);
     // Give any duplicate a chance to show (there must be none), then check the admin view.
     await sleep(1000);

@@ -155,9 +155,15 @@ async fn subscribe(
 
 /// Asks the tenant's subscribe hook when its patterns cover `room`. Refused (the tenant's
 /// reason in `why`) or no valid answer (fail-closed): `forbidden`.
-async fn ask_hook(inner: &Inner, conn: &Conn, room: &str, why: &mut Option<String>) -> Result<(), EventError> {
+async fn ask_hook(
+    inner: &Inner,
+    conn: &Conn,
+    room: &str,
+    why: &mut Option<String>,
+) -> Result<(), EventError> {
     let ctx = inner.tenants.get(&conn.tenant).await.map_err(|_| EventError::Unavailable)?;
-    let Some(hook) = ctx.as_ref().and_then(|c| c.tenant.policy.subscribe_hook.as_ref()).filter(|h| h.covers(room))
+    let Some(hook) =
+        ctx.as_ref().and_then(|c| c.tenant.policy.subscribe_hook.as_ref()).filter(|h| h.covers(room))
     else {
         return Ok(());
     };

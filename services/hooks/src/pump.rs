@@ -71,7 +71,11 @@ pub async fn pump(store: Arc<dyn Store>, hooks: Webhooks, opts: PumpOptions) {
             }
             match configs.get(t).and_then(|(_, c)| c.as_ref()) {
                 Some(cfg) => hooks.offer(t, cfg, events),
-                None => tracing::debug!(tenant = t, n = events.len(), "webhook pump: webhooks off; events dropped"),
+                None => tracing::debug!(
+                    tenant = t,
+                    n = events.len(),
+                    "webhook pump: webhooks off; events dropped"
+                ),
             }
         }
     }

@@ -51,7 +51,10 @@ impl SubscribeHooks {
     fn count(&self, tenant: &str, outcome: &str) {
         self.metrics
             .subscribe_hook
-            .get_or_create(&vec![("tenant", telemetry::tenant_label(tenant)), ("outcome", outcome.to_string())])
+            .get_or_create(&vec![
+                ("tenant", telemetry::tenant_label(tenant)),
+                ("outcome", outcome.to_string()),
+            ])
             .inc();
     }
 
@@ -92,7 +95,12 @@ impl SubscribeHooks {
         let answer = match self.transport.post(req).await {
             Ok(resp) => policy::read_hook_answer(resp.status, &resp.body),
             Err(e) => {
-                tracing::warn!(tenant = r.tenant, room = r.room, code = e.code(), "subscribe hook: no answer; refused");
+                tracing::warn!(
+                    tenant = r.tenant,
+                    room = r.room,
+                    code = e.code(),
+                    "subscribe hook: no answer; refused"
+                );
                 self.count(r.tenant, "error");
                 return Decision::Deny("the tenant's subscribe hook did not answer".into());
             }
@@ -101,7 +109,12 @@ impl SubscribeHooks {
             HookAnswer::Allow => Decision::Allow,
             HookAnswer::Deny(reason) => Decision::Deny(reason),
             HookAnswer::Invalid(why) => {
-                tracing::warn!(tenant = r.tenant, room = r.room, why, "subscribe hook: unusable answer; refused");
+                tracing::warn!(
+                    tenant = r.tenant,
+                    room = r.room,
+                    why,
+                    "subscribe hook: unusable answer; refused"
+                );
                 self.count(r.tenant, "error");
                 return Decision::Deny("the tenant's subscribe hook gave no valid answer".into());
             }

@@ -61,7 +61,11 @@ pub struct Webhooks {
 
 impl Webhooks {
     /// Needs a Tokio runtime: workers are spawned on first use per tenant.
-    pub fn new(transport: Arc<dyn Transport>, metrics: Arc<telemetry::Metrics>, opts: WebhookOptions) -> Webhooks {
+    pub fn new(
+        transport: Arc<dyn Transport>,
+        metrics: Arc<telemetry::Metrics>,
+        opts: WebhookOptions,
+    ) -> Webhooks {
         Webhooks { inner: Arc::new(Inner { transport, metrics, opts, workers: Mutex::new(HashMap::new()) }) }
     }
 
@@ -69,7 +73,10 @@ impl Webhooks {
         self.inner
             .metrics
             .webhook_events
-            .get_or_create(&vec![("tenant", telemetry::tenant_label(tenant)), ("outcome", outcome.to_string())])
+            .get_or_create(&vec![
+                ("tenant", telemetry::tenant_label(tenant)),
+                ("outcome", outcome.to_string()),
+            ])
             .inc_by(n as u64);
     }
 
@@ -135,7 +142,12 @@ enum Outcome {
     Refused(u16),
 }
 
-async fn run(hooks: Webhooks, tenant: String, mut rx: mpsc::Receiver<HookEvent>, cfg: Arc<Mutex<WebhookConfig>>) {
+async fn run(
+    hooks: Webhooks,
+    tenant: String,
+    mut rx: mpsc::Receiver<HookEvent>,
+    cfg: Arc<Mutex<WebhookConfig>>,
+) {
     let opts = hooks.inner.opts;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -187,7 +199,13 @@ async fn deliver(hooks: &Webhooks, tenant: &str, cfg: &Mutex<WebhookConfig>, bat
                 return;
             }
             Outcome::Refused(status) => {
-                tracing::warn!(tenant, webhook_id = id, status, events = batch.len(), "webhook refused by the receiver: dropped");
+                tracing::warn!(
+                    tenant,
+                    webhook_id = id,
+                    status,
+                    events = batch.len(),
+                    "webhook refused by the receiver: dropped"
+                );
                 hooks.count(tenant, "dropped", batch.len());
                 return;
             }
@@ -200,7 +218,14 @@ async fn deliver(hooks: &Webhooks, tenant: &str, cfg: &Mutex<WebhookConfig>, bat
                         tokio::time::sleep(d).await;
                     }
                     None => {
-                        tracing::warn!(tenant, webhook_id = id, attempt, why, events = batch.len(), "webhook failed: gave up, dropped");
+                        tracing::warn!(
+                            tenant,
+                            webhook_id = id,
+                            attempt,
+                            why,
+                            events = batch.len(),
+                            "webhook failed: gave up, dropped"
+                        );
                         hooks.count(tenant, "dropped", batch.len());
                         return;
                     }

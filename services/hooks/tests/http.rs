@@ -13,9 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
-use hooks::{
-    Decision, HttpTransport, SubscribeHooks, SubscribeRequest, Transport, WebhookOptions, Webhooks,
-};
+use hooks::{Decision, HttpTransport, SubscribeHooks, SubscribeRequest, Transport, WebhookOptions, Webhooks};
 use policy::{HookEvent, RetrySchedule, Secret, SubscribeHookConfig, WebhookConfig};
 use tokio::sync::mpsc;
 
@@ -42,7 +40,9 @@ async fn receive(State(rx): State<Rx>, headers: HeaderMap, body: Bytes) -> Respo
 }
 
 /// A receiver on 127.0.0.1 answering the n-th call (0-based) with `behave(n)`.
-async fn receiver(behave: impl Fn(usize) -> Response + Send + Sync + 'static) -> (String, mpsc::UnboundedReceiver<Got>, Arc<AtomicUsize>) {
+async fn receiver(
+    behave: impl Fn(usize) -> Response + Send + Sync + 'static,
+) -> (String, mpsc::UnboundedReceiver<Got>, Arc<AtomicUsize>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let calls = Arc::new(AtomicUsize::new(0));
     let state = Rx { tx, calls: Arc::clone(&calls), behave: Arc::new(behave) };
@@ -78,7 +78,11 @@ fn event(i: usize, name: &str, room: &str) -> HookEvent {
 }
 
 fn cfg(url: &str, secrets: Vec<Secret>) -> WebhookConfig {
-    WebhookConfig { url: url.into(), secrets, events: policy::WEBHOOK_EVENTS.iter().map(|s| s.to_string()).collect() }
+    WebhookConfig {
+        url: url.into(),
+        secrets,
+        events: policy::WEBHOOK_EVENTS.iter().map(|s| s.to_string()).collect(),
+    }
 }
 
 fn opts() -> WebhookOptions {
@@ -118,7 +122,12 @@ fn events_of(g: &Got) -> Vec<serde_json::Value> {
 
 fn verify(g: &Got, s: &Secret) -> bool {
     let sig = g.headers.get("x-switchboard-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
-    let ts: i64 = g.headers.get("x-switchboard-timestamp").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let ts: i64 = g
+        .headers
+        .get("x-switchboard-timestamp")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     policy::verify_signature(s, sig, ts, &g.body)
 }
 
@@ -128,12 +137,17 @@ async fn batches_are_signed_with_both_secrets_while_rotating() {
     let m = telemetry::Metrics::shared();
     let w = webhooks(&m);
     let (old, new) = (secret('o'), secret('n'));
-    w.offer("acme", &cfg(&url, vec![new.clone(), old.clone()]), vec![event(1, "room.occupied", "lobby"), event(2, "room.vacated", "lobby")]);
+    w.offer(
+        "acme",
+        &cfg(&url, vec![new.clone(), old.clone()]),
+        vec![event(1, "room.occupied", "lobby"), event(2, "room.vacated", "lobby")],
+    );
     let g = next(&mut rx, Duration::from_secs(2)).await;
     assert!(verify(&g, &old) && verify(&g, &new), "both secrets verify");
     assert!(!verify(&g, &secret('x')));
     // Tampering with the body breaks it.
-    let tampered = Got { body: Bytes::from(String::from_utf8_lossy(&g.body).replace("lobby", "lobbx")), ..g.clone() };
+    let tampered =
+        Got { body: Bytes::from(String::from_utf8_lossy(&g.body).replace("lobby", "lobbx")), ..g.clone() };
     assert!(!verify(&tampered, &new));
     let evs = events_of(&g);
     assert_eq!(evs.len(), 2, "one batch");
@@ -195,7 +209,11 @@ async fn redirects_are_not_followed_and_refusals_are_dropped_and_counted() {
     let (elsewhere, mut elsewhere_rx, _) = receiver(|_| ok()).await;
     let target = elsewhere.clone();
     let (url, mut rx, calls) = receiver(move |_| {
-        Response::builder().status(307).header("location", target.as_str()).body(Body::empty()).unwrap_or_default()
+        Response::builder()
+            .status(307)
+            .header("location", target.as_str())
+            .body(Body::empty())
+            .unwrap_or_default()
     })
     .await;
     let m = telemetry::Metrics::shared();
@@ -215,7 +233,11 @@ async fn retries_are_bounded_then_the_batch_is_dropped() {
     let (url, mut rx, calls) = receiver(|_| StatusCode::SERVICE_UNAVAILABLE.into_response()).await;
     let m = telemetry::Metrics::shared();
     let w = webhooks(&m);
-    w.offer("acme", &cfg(&url, vec![secret('a')]), vec![event(1, "room.occupied", "r"), event(2, "room.vacated", "r")]);
+    w.offer(
+        "acme",
+        &cfg(&url, vec![secret('a')]),
+        vec![event(1, "room.occupied", "r"), event(2, "room.vacated", "r")],
+    );
     next(&mut rx, Duration::from_secs(2)).await;
     wait_for(|| counted(&m, "acme", "dropped") == 2, "dropped after the last try").await;
     assert_eq!(calls.load(Ordering::SeqCst), 4, "max_attempts tries");
@@ -284,7 +306,13 @@ async fn a_dead_endpoint_never_delays_another_tenant() {
 }
 
 fn hook_cfg(url: &str, cache_seconds: u64) -> SubscribeHookConfig {
-    SubscribeHookConfig { url: url.into(), secret: secret('h'), rooms: vec!["private:*".into()], timeout_ms: 300, cache_seconds }
+    SubscribeHookConfig {
+        url: url.into(),
+        secret: secret('h'),
+        rooms: vec!["private:*".into()],
+        timeout_ms: 300,
+        cache_seconds,
+    }
 }
 
 fn req<'a>(room: &'a str, meta: &'a serde_json::Value) -> SubscribeRequest<'a> {
@@ -294,21 +322,31 @@ fn req<'a>(room: &'a str, meta: &'a serde_json::Value) -> SubscribeRequest<'a> {
 #[tokio::test]
 async fn the_subscribe_hook_allows_denies_with_a_reason_and_caches() {
     let (url, mut rx2, calls2) = receiver(|_| {
-        (StatusCode::OK, axum::Json(serde_json::json!({"allow": false, "reason": "not in this team"}))).into_response()
+        (StatusCode::OK, axum::Json(serde_json::json!({"allow": false, "reason": "not in this team"})))
+            .into_response()
     })
     .await;
     let (allow_url, _allow_rx, _) = receiver(|_| (StatusCode::OK, r#"{"allow":true}"#).into_response()).await;
     let m = telemetry::Metrics::shared();
     let h = SubscribeHooks::new(transport(), Arc::clone(&m));
     let meta = serde_json::json!({"team": "red"});
-    assert_eq!(h.check(&hook_cfg(&url, 5), req("private:1", &meta)).await, Decision::Deny("not in this team".into()));
+    assert_eq!(
+        h.check(&hook_cfg(&url, 5), req("private:1", &meta)).await,
+        Decision::Deny("not in this team".into())
+    );
     let g = next(&mut rx2, Duration::from_secs(1)).await;
     let v: serde_json::Value = serde_json::from_slice(&g.body).expect("json");
-    assert_eq!((v["sub"].as_str(), v["room"].as_str(), v["connection_id"].as_str()), (Some("ann"), Some("private:1"), Some("c1")));
+    assert_eq!(
+        (v["sub"].as_str(), v["room"].as_str(), v["connection_id"].as_str()),
+        (Some("ann"), Some("private:1"), Some("c1"))
+    );
     assert_eq!(v["meta"], meta);
     assert!(verify(&g, &secret('h')), "the request is signed");
     // Cached: the second ask does not reach the endpoint.
-    assert_eq!(h.check(&hook_cfg(&url, 5), req("private:1", &meta)).await, Decision::Deny("not in this team".into()));
+    assert_eq!(
+        h.check(&hook_cfg(&url, 5), req("private:1", &meta)).await,
+        Decision::Deny("not in this team".into())
+    );
     assert_eq!(calls2.load(Ordering::SeqCst), 1);
     assert_eq!(h.check(&hook_cfg(&allow_url, 0), req("private:2", &meta)).await, Decision::Allow);
 }
@@ -316,21 +354,37 @@ async fn the_subscribe_hook_allows_denies_with_a_reason_and_caches() {
 #[tokio::test]
 async fn the_subscribe_hook_fails_closed_on_hostile_answers() {
     let huge = "x".repeat(1024 * 1024);
-    let (huge_url, _a, _) = receiver(move |_| (StatusCode::OK, format!(r#"{{"allow":true,"pad":"{huge}"}}"#)).into_response()).await;
-    let (drip_url, _b, _) =
-        receiver(|_| Response::builder().status(200).body(drip(Duration::from_millis(50))).unwrap_or_default()).await;
-    let (err_url, _c, calls) = receiver(|_| (StatusCode::INTERNAL_SERVER_ERROR, r#"{"allow":true}"#).into_response()).await;
+    let (huge_url, _a, _) =
+        receiver(move |_| (StatusCode::OK, format!(r#"{{"allow":true,"pad":"{huge}"}}"#)).into_response())
+            .await;
+    let (drip_url, _b, _) = receiver(|_| {
+        Response::builder().status(200).body(drip(Duration::from_millis(50))).unwrap_or_default()
+    })
+    .await;
+    let (err_url, _c, calls) =
+        receiver(|_| (StatusCode::INTERNAL_SERVER_ERROR, r#"{"allow":true}"#).into_response()).await;
     let (garbage_url, _d, _) = receiver(|_| (StatusCode::OK, "<html>yes</html>").into_response()).await;
-    let (elsewhere, mut elsewhere_rx, _) = receiver(|_| (StatusCode::OK, r#"{"allow":true}"#).into_response()).await;
+    let (elsewhere, mut elsewhere_rx, _) =
+        receiver(|_| (StatusCode::OK, r#"{"allow":true}"#).into_response()).await;
     let target = elsewhere.clone();
     let (redirect_url, _e, _) = receiver(move |_| {
-        Response::builder().status(302).header("location", target.as_str()).body(Body::empty()).unwrap_or_default()
+        Response::builder()
+            .status(302)
+            .header("location", target.as_str())
+            .body(Body::empty())
+            .unwrap_or_default()
     })
     .await;
     let m = telemetry::Metrics::shared();
     let h = SubscribeHooks::new(transport(), Arc::clone(&m));
     let meta = serde_json::Value::Null;
-    for (what, url) in [("huge", &huge_url), ("drip", &drip_url), ("500", &err_url), ("garbage", &garbage_url), ("redirect", &redirect_url)] {
+    for (what, url) in [
+        ("huge", &huge_url),
+        ("drip", &drip_url),
+        ("500", &err_url),
+        ("garbage", &garbage_url),
+        ("redirect", &redirect_url),
+    ] {
         let start = Instant::now();
         let d = h.check(&hook_cfg(url, 5), req("private:1", &meta)).await;
         let took = start.elapsed();
@@ -338,7 +392,10 @@ async fn the_subscribe_hook_fails_closed_on_hostile_answers() {
         assert!(took < Duration::from_millis(600), "{what} took {took:?} (timeout 300 ms)");
         println!("{what}: refused in {took:?}");
     }
-    assert!(tokio::time::timeout(Duration::from_millis(200), elsewhere_rx.recv()).await.is_err(), "redirect not followed");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), elsewhere_rx.recv()).await.is_err(),
+        "redirect not followed"
+    );
     // Failures are not cached: the next subscribe asks again.
     h.check(&hook_cfg(&err_url, 5), req("private:1", &meta)).await;
     assert_eq!(calls.load(Ordering::SeqCst), 2);

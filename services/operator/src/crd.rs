@@ -212,7 +212,10 @@ impl TenantSpec {
 
     /// Every Secret reference of the spec: keys' and hooks'.
     pub fn secret_refs(&self) -> impl Iterator<Item = &SecretKeyRef> {
-        self.keys.iter().filter_map(TenantKeySpec::secret).chain(self.policy.iter().flat_map(|p| p.hook_secrets()))
+        self.keys
+            .iter()
+            .filter_map(TenantKeySpec::secret)
+            .chain(self.policy.iter().flat_map(|p| p.hook_secrets()))
     }
 }
 

@@ -363,12 +363,8 @@ pub fn plan(input: Input<'_>) -> Plan {
             return p;
         }
     };
-    let new = NewTenant {
-        id: name.to_string(),
-        name: spec.name.clone(),
-        policy,
-        managed_by: Some(owner.clone()),
-    };
+    let new =
+        NewTenant { id: name.to_string(), name: spec.name.clone(), policy, managed_by: Some(owner.clone()) };
     let desired = match service::prepare_tenant(new, now) {
         Ok(t) => t,
         Err(e) => {

@@ -376,12 +376,20 @@ mod tests {
 
     #[test]
     fn configs_are_checked() {
-        let w = WebhookConfig { url: "https://x.example/h".into(), secrets: vec![secret('a')], events: d_events() };
+        let w = WebhookConfig {
+            url: "https://x.example/h".into(),
+            secrets: vec![secret('a')],
+            events: d_events(),
+        };
         assert!(validate_webhooks(&w).is_ok());
         assert!(validate_webhooks(&WebhookConfig { secrets: vec![], ..w.clone() }).is_err());
         assert!(validate_webhooks(&WebhookConfig { secrets: vec![secret('a'); 3], ..w.clone() }).is_err());
-        assert!(validate_webhooks(&WebhookConfig { secrets: vec![Secret::new("short")], ..w.clone() }).is_err());
-        assert!(validate_webhooks(&WebhookConfig { events: vec!["room.exploded".into()], ..w.clone() }).is_err());
+        assert!(
+            validate_webhooks(&WebhookConfig { secrets: vec![Secret::new("short")], ..w.clone() }).is_err()
+        );
+        assert!(
+            validate_webhooks(&WebhookConfig { events: vec!["room.exploded".into()], ..w.clone() }).is_err()
+        );
         let h: SubscribeHookConfig = serde_json::from_value(serde_json::json!({
             "url": "https://x.example/s", "secret": "s".repeat(32), "rooms": ["private:*"]
         }))
@@ -390,7 +398,9 @@ mod tests {
         assert!(validate_subscribe_hook(&h).is_ok());
         assert!(h.covers("private:1") && !h.covers("public"));
         assert!(validate_subscribe_hook(&SubscribeHookConfig { timeout_ms: 5001, ..h.clone() }).is_err());
-        assert!(validate_subscribe_hook(&SubscribeHookConfig { rooms: vec!["a b".into()], ..h.clone() }).is_err());
+        assert!(
+            validate_subscribe_hook(&SubscribeHookConfig { rooms: vec!["a b".into()], ..h.clone() }).is_err()
+        );
         assert!(format!("{h:?}").contains("redacted") && !format!("{h:?}").contains("sssss"));
     }
 
@@ -402,14 +412,23 @@ mod tests {
         assert_eq!(r.next_delay(5, Duration::ZERO, 0.0), Some(Duration::from_secs(8)));
         assert_eq!(r.next_delay(6, Duration::ZERO, 0.0), None);
         assert_eq!(r.next_delay(2, Duration::from_millis(59_500), 0.0), None);
-        assert_eq!(r.next_delay(1, Duration::ZERO, 0.99), Some(Duration::from_millis(747) + Duration::from_micros(500)));
+        assert_eq!(
+            r.next_delay(1, Duration::ZERO, 0.99),
+            Some(Duration::from_millis(747) + Duration::from_micros(500))
+        );
     }
 
     #[test]
     fn hook_answers() {
         assert_eq!(read_hook_answer(200, br#"{"allow":true}"#), HookAnswer::Allow);
-        assert_eq!(read_hook_answer(200, br#"{"allow":false,"reason":"not a member"}"#), HookAnswer::Deny("not a member".into()));
-        assert_eq!(read_hook_answer(200, br#"{"allow":false}"#), HookAnswer::Deny("refused by the tenant".into()));
+        assert_eq!(
+            read_hook_answer(200, br#"{"allow":false,"reason":"not a member"}"#),
+            HookAnswer::Deny("not a member".into())
+        );
+        assert_eq!(
+            read_hook_answer(200, br#"{"allow":false}"#),
+            HookAnswer::Deny("refused by the tenant".into())
+        );
         assert!(matches!(read_hook_answer(500, br#"{"allow":true}"#), HookAnswer::Invalid(_)));
         assert!(matches!(read_hook_answer(200, b"<html>"), HookAnswer::Invalid(_)));
         assert!(matches!(read_hook_answer(200, br#"{"allow":"yes"}"#), HookAnswer::Invalid(_)));

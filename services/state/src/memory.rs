@@ -47,7 +47,14 @@ const MAX_OUTBOX: usize = 10_000;
 
 impl TenantData {
     /// Records a webhook event when the tenant's webhooks are on.
-    fn hook(&mut self, name: &str, room: Option<&str>, user: Option<&str>, conn: Option<&str>, code: Option<&str>) {
+    fn hook(
+        &mut self,
+        name: &str,
+        room: Option<&str>,
+        user: Option<&str>,
+        conn: Option<&str>,
+        code: Option<&str>,
+    ) {
         if !self.tenant.as_ref().is_some_and(|t| t.policy.webhooks.is_some()) {
             return;
         }
@@ -416,7 +423,14 @@ impl Store for MemoryStore {
         Ok(d.hooks.drain(..n).collect())
     }
 
-    async fn push_hook_event(&self, tenant: &str, name: &str, user: &str, conn_id: &str, code: &str) -> Result<()> {
+    async fn push_hook_event(
+        &self,
+        tenant: &str,
+        name: &str,
+        user: &str,
+        conn_id: &str,
+        code: &str,
+    ) -> Result<()> {
         let mut m = self.inner.lock();
         let d = existing(&mut m, tenant)?;
         let some = |s: &str| (!s.is_empty()).then(|| s.to_string());

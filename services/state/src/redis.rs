@@ -47,7 +47,8 @@ const TENANTS_KEY: &str = "sb:tenants";
 const API_KEYS_KEY: &str = "sb:apikeys";
 /// The global set of tenants whose webhooks are on.
 const HOOK_TENANTS_KEY: &str = "sb:hooks";
-/// How long a node holds a tenant's webhook outbox after its last take.
+/// How long a node holds a tenant's webhook outbox after its last take (at most the
+/// liveness TTL).
 const HOOKS_LEASE_MS: u64 = 5_000;
 /// Longest ticket or session life accepted, so that expiry arithmetic stays exact in Lua.
 const MAX_TTL_SECONDS: u64 = 10 * 365 * 24 * 3600;
@@ -934,7 +935,10 @@ impl Store for RedisStore {
 
     async fn take_hook_events(&self, tenant: &str, max: usize) -> Result<Vec<HookEvent>> {
         let i = &self.inner;
-        let args = vec![i.node(), HOOKS_LEASE_MS.to_string(), max.clamp(1, 10_000).to_string()];
+        // No longer than the liveness: a killed holder's tenant must not wait for its
+        // lease longer than for its records to be reaped.
+        let lease = HOOKS_LEASE_MS.min(i.opts.liveness_ttl.as_millis() as u64).max(1);
+        let args = vec![i.node(), lease.to_string(), max.clamp(1, 10_000).to_string()];
         let v = i.run(&i.scripts.hooks_take, tenant, args).await?;
         if is_missing(&v) {
             return Err(StoreError::NotFound);
@@ -942,7 +946,14 @@ impl Store for RedisStore {
         records(v, "webhook event")
     }
 
-    async fn push_hook_event(&self, tenant: &str, name: &str, user: &str, conn_id: &str, code: &str) -> Result<()> {
+    async fn push_hook_event(
+        &self,
+        tenant: &str,
+        name: &str,
+        user: &str,
+        conn_id: &str,
+        code: &str,
+    ) -> Result<()> {
         let args = vec![name.into(), String::new(), user.into(), conn_id.into(), code.into()];
         self.inner.run(&self.inner.scripts.hooks_push, tenant, args).await?;
         Ok(())

@@ -22,7 +22,13 @@ fn tenant(id: &str, hooks: bool) -> Tenant {
 }
 
 fn conn(id: &str, sub: &str, node: &str) -> ConnRecord {
-    ConnRecord { id: id.into(), sub: sub.into(), node: node.into(), transport: "websocket".into(), connected_at: 1 }
+    ConnRecord {
+        id: id.into(),
+        sub: sub.into(),
+        node: node.into(),
+        transport: "websocket".into(),
+        connected_at: 1,
+    }
 }
 
 async fn names(s: &dyn Store, t: &str) -> Vec<String> {
@@ -46,7 +52,12 @@ async fn scenario(a: &dyn Store, b: &dyn Store) {
     }
     assert_eq!(
         names(a, "acme").await,
-        ["connection.opened ann", "room.occupied lobby", "presence.member_added lobby", "connection.opened ann"]
+        [
+            "connection.opened ann",
+            "room.occupied lobby",
+            "presence.member_added lobby",
+            "connection.opened ann"
+        ]
     );
     a.room_unsubscribe("acme", "lobby", "c1").await.expect("unsub");
     a.presence_leave("acme", "lobby", "ann", "c1").await.expect("leave");
@@ -92,7 +103,8 @@ async fn a_killed_nodes_rooms_are_vacated_once_by_the_reap() {
         o.heartbeat_interval = Duration::from_millis(200);
         RedisStore::connect_with(&url, o)
     };
-    let (a, b, c) = (short("n1").await.expect("n1"), short("n2").await.expect("n2"), short("n3").await.expect("n3"));
+    let (a, b, c) =
+        (short("n1").await.expect("n1"), short("n2").await.expect("n2"), short("n3").await.expect("n3"));
     a.create_tenant(tenant("acme", true)).await.expect("create");
     a.open_connection("acme", conn("c1", "ann", "n1"), 10, 10).await.expect("open");
     c.open_connection("acme", conn("c3", "cat", "n3"), 10, 10).await.expect("open");
@@ -118,7 +130,8 @@ async fn a_killed_nodes_rooms_are_vacated_once_by_the_reap() {
     assert!(killed.elapsed() >= Duration::from_millis(700), "not before the liveness expired");
     // n1 says goodbye: n2 takes over the outbox at once, and gets n1's last events.
     a.goodbye().await.expect("goodbye");
-    let after: Vec<String> = b.take_hook_events("acme", 100).await.expect("take").into_iter().map(|e| e.name).collect();
+    let after: Vec<String> =
+        b.take_hook_events("acme", 100).await.expect("take").into_iter().map(|e| e.name).collect();
     assert_eq!(after, ["connection.closed"]);
     // Turning webhooks off empties and stops the outbox.
     b.update_tenant(tenant("acme", false)).await.expect("update");

@@ -192,7 +192,11 @@ impl Metrics {
         let control_seconds = Family::<Labels, Histogram>::new_with_constructor(latency as fn() -> Histogram);
         let webhook_events = Family::<Labels, Counter>::default();
         let subscribe_hook = Family::<Labels, Counter>::default();
-        registry.register("webhook_events", "Webhook events by outcome (sent, retried, dropped)", webhook_events.clone());
+        registry.register(
+            "webhook_events",
+            "Webhook events by outcome (sent, retried, dropped)",
+            webhook_events.clone(),
+        );
         registry.register("subscribe_hook", "Subscribe hook decisions by outcome", subscribe_hook.clone());
         registry.register("rooms", "Rooms with subscribers on this node", rooms.clone());
         registry.register_with_unit(
