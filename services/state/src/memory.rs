@@ -55,7 +55,7 @@ impl TenantData {
         conn: Option<&str>,
         code: Option<&str>,
     ) {
-        if !self.tenant.as_ref().is_some_and(|t| t.policy.webhooks.is_some()) {
+        if self.tenant.as_ref().is_none_or(|t| t.policy.webhooks.is_none()) {
             return;
         }
         self.hook_seq += 1;
