@@ -91,6 +91,7 @@ impl SubscribeHooks {
             ],
             body,
             timeout: Duration::from_millis(cfg.timeout_ms),
+            read_body: true,
         };
         let answer = match self.transport.post(req).await {
             Ok(resp) => policy::read_hook_answer(resp.status, &resp.body),

@@ -15,6 +15,10 @@ pub struct HookRequest {
     pub body: Bytes,
     /// The whole exchange, body included: a slow drip ends here.
     pub timeout: Duration,
+    /// Whether the answer's body matters. Webhooks need only the status: their answers'
+    /// bodies are not read at all (so neither a huge nor a dripping one can fail a batch
+    /// the receiver acknowledged).
+    pub read_body: bool,
 }
 
 /// The endpoint's answer; `body` holds at most the transport's cap.
@@ -113,6 +117,9 @@ impl Transport for HttpTransport {
             }
             let mut resp = b.body(req.body.clone()).send().await.map_err(|e| map_err(&e))?;
             let status = resp.status().as_u16();
+            if !req.read_body {
+                return Ok(HookResponse { status, body: Bytes::new() });
+            }
             if resp.content_length().is_some_and(|n| n > self.max_body as u64) {
                 return Err(TransportError::TooLarge);
             }

@@ -186,6 +186,7 @@ async fn deliver(hooks: &Webhooks, tenant: &str, cfg: &Mutex<WebhookConfig>, bat
             ],
             body: body.clone(),
             timeout: opts.timeout,
+            read_body: false,
         };
         let outcome = match hooks.inner.transport.post(req).await {
             Ok(r) if (200..300).contains(&r.status) => Outcome::Sent,

@@ -36,7 +36,12 @@ struct Rx {
 async fn receive(State(rx): State<Rx>, headers: HeaderMap, body: Bytes) -> Response {
     let n = rx.calls.fetch_add(1, Ordering::SeqCst);
     let _ = rx.tx.send(Got { headers, body });
-    (rx.behave)(n)
+    let resp = (rx.behave)(n);
+    // A test's way to answer late: the head itself waits.
+    if let Some(ms) = resp.headers().get("x-test-delay-ms").and_then(|v| v.to_str().ok()?.parse().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    resp
 }
 
 /// A receiver on 127.0.0.1 answering the n-th call (0-based) with `behave(n)`.
@@ -167,8 +172,12 @@ async fn batches_are_signed_with_both_secrets_while_rotating() {
 async fn a_500_and_a_timeout_are_retried_with_the_same_id_and_body() {
     let (url, mut rx, _) = receiver(|n| match n {
         0 => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-        // Headers at once, then a body that never ends: the 400 ms deadline cuts it.
-        1 => Response::builder().status(200).body(drip(Duration::from_millis(100))).unwrap_or_default(),
+        // No answer within the 400 ms deadline.
+        1 => Response::builder()
+            .status(200)
+            .header("x-test-delay-ms", "1500")
+            .body(Body::empty())
+            .unwrap_or_default(),
         _ => ok(),
     })
     .await;
@@ -399,4 +408,29 @@ async fn the_subscribe_hook_fails_closed_on_hostile_answers() {
     // Failures are not cached: the next subscribe asks again.
     h.check(&hook_cfg(&err_url, 5), req("private:1", &meta)).await;
     assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_webhook_acknowledged_with_a_huge_or_dripping_body_is_sent_once() {
+    let huge = "x".repeat(4 * 1024 * 1024);
+    let (url, mut rx, calls) = receiver(move |n| {
+        if n == 0 {
+            (StatusCode::OK, huge.clone()).into_response()
+        } else {
+            Response::builder().status(200).body(drip(Duration::from_millis(50))).unwrap_or_default()
+        }
+    })
+    .await;
+    let m = telemetry::Metrics::shared();
+    let w = webhooks(&m);
+    let c = cfg(&url, vec![secret('a')]);
+    w.offer("acme", &c, vec![event(1, "room.occupied", "r")]);
+    next(&mut rx, Duration::from_secs(2)).await;
+    wait_for(|| counted(&m, "acme", "sent") == 1, "first sent").await;
+    w.offer("acme", &c, vec![event(2, "room.vacated", "r")]);
+    next(&mut rx, Duration::from_secs(2)).await;
+    wait_for(|| counted(&m, "acme", "sent") == 2, "second sent").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "no retries: the status acknowledged them");
+    assert_eq!(counted(&m, "acme", "retried"), 0);
 }
