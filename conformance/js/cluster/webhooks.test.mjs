@@ -93,7 +93,12 @@ before(async () => {
   backend = await new Backend().start();
   c = await new Cluster().edges(3).withEdgeArgs(["--state-liveness-seconds", String(LIVENESS_SECONDS)]).start();
   t = await c.tenant({
-    webhooks: { url: `${backend.base}/hooks`, secrets: SECRETS },
+    webhooks: {
+      url: `${backend.base}/hooks`,
+      secrets: SECRETS,
+      events: ["room.occupied", "room.vacated", "presence.member_added", "presence.member_removed",
+        "connection.opened", "connection.closed", "session.ended"],
+    },
     subscribe_hook: { url: `${backend.base}/subscribe`, secret: HOOK_SECRET, rooms: ["private:*"], cache_seconds: 0 },
   });
 });
@@ -160,6 +165,20 @@ describe("webhooks across 3 edges", () => {
     assert.ok(!rooms.body.rooms.some((r) => r.name === room), "no ghost room");
     w.disconnect();
     await c.restartEdge(2);
+  });
+
+  it("a kick sends session.ended with its code, then connection.closed", async () => {
+    const sub = unique("kicked");
+    const s = c.connect(1, t, { auth: { token: t.token({ sub }) } });
+    await connected(s);
+    await backend.until((ev) => ev.some((e) => e.name === "connection.opened" && e.user === sub), 5000, "opened");
+    const r = await c.api("DELETE", `/tenants/${t.id}/connections?sub=${encodeURIComponent(sub)}`);
+    assert.ok(r.status < 300, JSON.stringify(r));
+    await backend.until((ev) => ev.some((e) => e.name === "connection.closed" && e.user === sub), 5000, "closed");
+    await backend.until((ev) => ev.some((e) => e.name === "session.ended" && e.user === sub), 5000, "session.ended");
+    const ended = backend.events.find((e) => e.name === "session.ended" && e.user === sub);
+    assert.equal(ended.code, "kicked");
+    assert.ok(ended.connection_id);
   });
 
   it("every request was signed with both secrets and no event was sent twice", () => {
