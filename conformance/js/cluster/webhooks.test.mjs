@@ -91,7 +91,7 @@ let t;
 let backend;
 before(async () => {
   backend = await new Backend().start();
-  c = await new Cluster().edges(3).withEdgeArgs(["--state-liveness-seconds", String(LIVENESS_SECONDS)]).start();
+  c = await new Cluster().edges(3).withEdgeArgs(["--state-liveness-seconds", String(LIVENESS_SECONDS), "--hooks-allow-private-networks"]).start();
   t = await c.tenant({
     webhooks: {
       url: `${backend.base}/hooks`,

@@ -55,6 +55,10 @@ pub struct EdgeConfig {
     pub handshake_rate_per_ip: u32,
     /// Handshakes per second one tenant may receive on this node; 0: no limit.
     pub handshake_rate_per_tenant: u32,
+    /// Whether webhooks and subscribe hooks may go to loopback, private and link-local
+    /// addresses. Off by default: tenants name the URLs, and must not reach the edges' own
+    /// network through them.
+    pub hooks_allow_private_networks: bool,
 }
 
 impl Default for EdgeConfig {
@@ -65,6 +69,7 @@ impl Default for EdgeConfig {
             tenant_cache_ttl: Duration::from_secs(10),
             handshake_rate_per_ip: 200,
             handshake_rate_per_tenant: 5_000,
+            hooks_allow_private_networks: false,
         }
     }
 }
@@ -95,8 +100,13 @@ const MAX_HOOK_ANSWER_BYTES: usize = 16 * 1024;
 /// The transport for tenants' endpoints. Building a client only fails when no TLS
 /// backend can start; hooks then fail closed (subscriptions they cover are refused,
 /// webhooks are retried and dropped) instead of the edge failing.
-fn hook_transport() -> Arc<dyn hooks::Transport> {
-    match hooks::HttpTransport::new(MAX_HOOK_ANSWER_BYTES) {
+fn hook_transport(allow_private: bool) -> Arc<dyn hooks::Transport> {
+    let t = if allow_private {
+        hooks::HttpTransport::new(MAX_HOOK_ANSWER_BYTES)
+    } else {
+        hooks::HttpTransport::public_only(MAX_HOOK_ANSWER_BYTES)
+    };
+    match t {
         Ok(t) => Arc::new(t),
         Err(e) => {
             tracing::error!(error = %e, "hook HTTP client unavailable: hooks fail closed");
@@ -125,6 +135,7 @@ impl Edge {
         metrics: Arc<Metrics>,
     ) -> (Edge, axum::Router) {
         metrics.bus_history.set(i64::from(bus.has_history()));
+        let allow_private = cfg.hooks_allow_private_networks;
         let inner = Arc::new(Inner {
             tenants: tenants::TenantCache::new(store.clone(), cfg.tenant_cache_ttl),
             limits: limits::HandshakeLimits::new(cfg.handshake_rate_per_ip, cfg.handshake_rate_per_tenant),
@@ -138,7 +149,7 @@ impl Edge {
             stats: deliver::StatsBuffer::default(),
             draining: AtomicBool::new(false),
             reregister: AtomicBool::new(false),
-            subscribe_hooks: hooks::SubscribeHooks::new(hook_transport(), metrics.clone()),
+            subscribe_hooks: hooks::SubscribeHooks::new(hook_transport(allow_private), metrics.clone()),
         });
         let full_queues = adapter.full_queues();
         let (layer, io) = socketioxide::SocketIo::builder()
@@ -172,7 +183,8 @@ impl Edge {
         deliver::spawn_stats_flush(inner.clone());
         // Every edge takes part in sending webhooks: the store hands each tenant's outbox
         // to one node at a time, so this costs the others one cheap check per tenant.
-        let webhooks = hooks::Webhooks::new(hook_transport(), metrics, hooks::WebhookOptions::default());
+        let transport = hook_transport(inner.cfg.hooks_allow_private_networks);
+        let webhooks = hooks::Webhooks::new(transport, metrics, hooks::WebhookOptions::default());
         tokio::spawn(hooks::pump(inner.store.clone(), webhooks, hooks::PumpOptions::default()));
         // CORS wraps socketioxide's layer, which answers `/socket.io/` itself: inside it,
         // browsers' polling requests and their preflights would never get CORS answers.

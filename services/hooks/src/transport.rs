@@ -37,6 +37,10 @@ pub enum TransportError {
     Connect,
     #[error("the endpoint's answer was larger than allowed")]
     TooLarge,
+    /// The host is (or resolves only to) a loopback, private or link-local address, and
+    /// private networks are off.
+    #[error("the endpoint is on a private network")]
+    Blocked,
     #[error("the request failed: {0}")]
     Other(String),
 }
@@ -48,6 +52,7 @@ impl TransportError {
             TransportError::Timeout => "timeout",
             TransportError::Connect => "connect",
             TransportError::TooLarge => "too_large",
+            TransportError::Blocked => "blocked",
             TransportError::Other(_) => "error",
         }
     }
@@ -61,22 +66,75 @@ pub trait Transport: Send + Sync + 'static {
 /// reqwest over rustls: redirects are never followed (a 3xx is an answer, and not a good
 /// one: following it would send signed tenant data wherever the endpoint points), the
 /// timeout covers connecting, sending and reading, and a body past `max_body` fails.
+///
+/// With private networks off ([`HttpTransport::public_only`]), a URL whose host is a
+/// non-public IP is refused before connecting, and names are resolved through a resolver
+/// that keeps public addresses only, so that no tenant-given URL reaches the edges' own
+/// network (Redis, NATS, the admin API, cloud metadata).
 pub struct HttpTransport {
     client: reqwest::Client,
     max_body: usize,
+    allow_private: bool,
+}
+
+/// Resolves names to their public addresses only.
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| policy::public_ip(a.ip()))
+                .collect();
+            if addrs.is_empty() {
+                return Err("the host has no public address".into());
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 impl HttpTransport {
-    /// A transport reading at most `max_body` bytes of each answer.
+    /// A transport reading at most `max_body` bytes of each answer, to any address (tests,
+    /// and deployments whose tenants' endpoints are on the private network).
     pub fn new(max_body: usize) -> Result<HttpTransport, TransportError> {
-        let client = reqwest::Client::builder()
+        HttpTransport::build(max_body, true)
+    }
+
+    /// A transport that refuses loopback, private and link-local destinations.
+    pub fn public_only(max_body: usize) -> Result<HttpTransport, TransportError> {
+        HttpTransport::build(max_body, false)
+    }
+
+    fn build(max_body: usize, allow_private: bool) -> Result<HttpTransport, TransportError> {
+        let mut b = reqwest::Client::builder();
+        if !allow_private {
+            b = b.dns_resolver(std::sync::Arc::new(PublicOnly));
+        }
+        let client = b
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(30))
             .user_agent("switchboard-hooks/1")
             .build()
             .map_err(|e| TransportError::Other(e.to_string()))?;
-        Ok(HttpTransport { client, max_body })
+        Ok(HttpTransport { client, max_body, allow_private })
+    }
+
+    /// Whether `url` names a non-public IP while private networks are off.
+    fn blocked(&self, url: &str) -> bool {
+        if self.allow_private {
+            return false;
+        }
+        let Ok(u) = reqwest::Url::parse(url) else { return true };
+        match u.host() {
+            Some(url::Host::Ipv4(a)) => !policy::public_ip(a.into()),
+            Some(url::Host::Ipv6(a)) => !policy::public_ip(a.into()),
+            Some(url::Host::Domain(_)) => false,
+            None => true,
+        }
     }
 }
 
@@ -84,6 +142,7 @@ fn map_err(e: &reqwest::Error) -> TransportError {
     if e.is_timeout() {
         TransportError::Timeout
     } else if e.is_connect() {
+        // The public-only resolver's refusal surfaces as a connect error too.
         TransportError::Connect
     } else {
         // Without the URL: it may carry a token in its query.
@@ -110,6 +169,9 @@ impl WithoutUrl for reqwest::Error {
 #[async_trait]
 impl Transport for HttpTransport {
     async fn post(&self, req: HookRequest) -> Result<HookResponse, TransportError> {
+        if self.blocked(&req.url) {
+            return Err(TransportError::Blocked);
+        }
         let exchange = async {
             let mut b = self.client.post(&req.url).header("content-type", "application/json");
             for (k, v) in &req.headers {

@@ -434,3 +434,24 @@ async fn a_webhook_acknowledged_with_a_huge_or_dripping_body_is_sent_once() {
     assert_eq!(calls.load(Ordering::SeqCst), 2, "no retries: the status acknowledged them");
     assert_eq!(counted(&m, "acme", "retried"), 0);
 }
+
+#[tokio::test]
+async fn private_networks_are_refused_unless_allowed() {
+    let (url, mut rx, calls) = receiver(|_| (StatusCode::OK, r#"{"allow":true}"#).into_response()).await;
+    let public_only: Arc<dyn Transport> = Arc::new(HttpTransport::public_only(16 * 1024).expect("client"));
+    let m = telemetry::Metrics::shared();
+    let h = SubscribeHooks::new(public_only, Arc::clone(&m));
+    let meta = serde_json::Value::Null;
+    let by_name = url.replace("127.0.0.1", "localhost");
+    for u in
+        [&url, &by_name, &"http://[::1]:9/hook".to_string(), &"http://169.254.169.254/latest".to_string()]
+    {
+        let d = h.check(&hook_cfg(u, 0), req("private:1", &meta)).await;
+        assert!(matches!(d, Decision::Deny(_)), "{u}: {d:?}");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "nothing reached the loopback receiver");
+    assert!(rx.try_recv().is_err());
+    // Allowed, the same receiver answers.
+    let h = SubscribeHooks::new(transport(), m);
+    assert_eq!(h.check(&hook_cfg(&url, 0), req("private:1", &meta)).await, Decision::Allow);
+}

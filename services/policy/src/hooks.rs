@@ -140,6 +140,42 @@ fn is_loopback(host: &str) -> bool {
         || host.parse::<std::net::Ipv4Addr>().is_ok_and(|a| a.is_loopback())
 }
 
+/// Whether a hook may be sent to `ip` when private networks are off: not loopback,
+/// private (RFC 1918, unique local), link-local (cloud metadata lives there), shared
+/// (CGNAT), unspecified, broadcast, multicast or documentation space. A tenant names the
+/// URL; without this, it could make the edges POST into their own network.
+pub fn public_ip(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(a) => {
+            let o = a.octets();
+            !(a.is_loopback()
+                || a.is_private()
+                || a.is_link_local()
+                || a.is_unspecified()
+                || a.is_broadcast()
+                || a.is_multicast()
+                || a.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (o[1] & 0xC0) == 64)
+                || (o[0] == 198 && (o[1] & 0xFE) == 18)
+                || o[0] >= 240)
+        }
+        IpAddr::V6(a) => {
+            if let Some(v4) = a.to_ipv4_mapped() {
+                return public_ip(IpAddr::V4(v4));
+            }
+            let seg = a.segments();
+            !(a.is_loopback()
+                || a.is_unspecified()
+                || a.is_multicast()
+                || (seg[0] & 0xFE00) == 0xFC00
+                || (seg[0] & 0xFFC0) == 0xFE80
+                || (seg[0] == 0x2001 && seg[1] == 0x0DB8))
+        }
+    }
+}
+
 fn check_secret(s: &Secret, what: &str) -> Result<(), PolicyError> {
     if s.expose().len() < MIN_HOOK_SECRET_BYTES || s.expose().len() > 512 {
         return Err(PolicyError::Invalid(format!("{what} secrets are 32-512 bytes")));
@@ -353,6 +389,28 @@ mod tests {
         assert!(!hook_url_ok("https://user:pw@example.com/x"));
         assert!(!hook_url_ok("ftp://example.com/x"));
         assert!(!hook_url_ok("https://"));
+    }
+
+    #[test]
+    fn public_ips() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!public_ip(ip.parse().expect("ip")), "{ip}");
+        }
+        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "::ffff:8.8.8.8"] {
+            assert!(public_ip(ip.parse().expect("ip")), "{ip}");
+        }
     }
 
     #[test]

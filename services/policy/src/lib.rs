@@ -25,8 +25,8 @@ pub use handshake::{
 };
 pub use hooks::{
     HookAnswer, HookEvent, MAX_REASON_BYTES, RetrySchedule, SubscribeHookConfig, WEBHOOK_EVENTS,
-    WebhookConfig, hook_url_ok, pattern_matches, read_hook_answer, sign, signature_header, signing_input,
-    validate_subscribe_hook, validate_webhooks, verify_signature,
+    WebhookConfig, hook_url_ok, pattern_matches, public_ip, read_hook_answer, sign, signature_header,
+    signing_input, validate_subscribe_hook, validate_webhooks, verify_signature,
 };
 pub use names::{MAX_EVENT_BYTES, MAX_ROOM_BYTES, validate_event, validate_room, validate_tenant_id};
 pub use rate::TokenBucket;
