@@ -98,6 +98,57 @@ pub struct PolicyDoc {
     cors_allowed_headers: Vec<String>,
     #[schema(default = 100)]
     presence_events_max_members: u32,
+    /// Signed webhooks; `null` (the default) sends none.
+    #[schema(nullable)]
+    webhooks: Option<WebhooksDoc>,
+    /// The subscribe authorization hook; `null` (the default) asks nothing.
+    #[schema(nullable)]
+    subscribe_hook: Option<SubscribeHookDoc>,
+}
+
+/// Where a tenant's webhooks go. Each request is a POST of `{time_ms, events: [{id, name,
+/// tenant, time_ms, room?, user?, connection_id?, code?}]}` (at most 100 events, sent at
+/// most 250 ms after the first), with `X-Switchboard-Timestamp` (unix ms),
+/// `X-Switchboard-Webhook-Id` (the same on every retry) and `X-Switchboard-Signature:
+/// v1=<hex>[,v1=<hex>]`: HMAC-SHA256 of `v1:<timestamp>:<body>` with each secret.
+#[derive(ToSchema)]
+#[schema(as = Webhooks)]
+#[allow(dead_code)]
+pub struct WebhooksDoc {
+    /// `https://…`; `http://` only on loopback hosts; no user info.
+    #[schema(example = "https://api.example.com/switchboard/webhooks")]
+    url: String,
+    /// One or two secrets of 32-512 bytes (two while rotating: each signs). Answers show
+    /// `"<redacted>"`.
+    secrets: Vec<String>,
+    /// Of `room.occupied`, `room.vacated`, `presence.member_added`,
+    /// `presence.member_removed`, `connection.opened`, `connection.closed`, `session.ended`.
+    #[schema(default = json!(["room.occupied", "room.vacated", "presence.member_added", "presence.member_removed"]))]
+    events: Vec<String>,
+}
+
+/// A hook asked before a subscription to a room its patterns cover: a signed POST (the
+/// webhook headers, one signature) of `{tenant, sub, room, meta, connection_id, time_ms}`;
+/// a 2xx `{"allow": true}` allows, `{"allow": false, "reason"}` refuses with `forbidden`
+/// and the reason as the ack's message; anything else, or no answer within `timeout_ms`,
+/// refuses (`forbidden`, fail-closed). Redirects are not followed.
+#[derive(ToSchema)]
+#[schema(as = SubscribeHook)]
+#[allow(dead_code)]
+pub struct SubscribeHookDoc {
+    /// `https://…`; `http://` only on loopback hosts; no user info.
+    url: String,
+    /// 32-512 bytes. Answers show `"<redacted>"`.
+    secret: String,
+    /// Room patterns: a room, a prefix ending in `*`, or `*`.
+    #[schema(example = json!(["private:*"]))]
+    rooms: Vec<String>,
+    /// 1-5000.
+    #[schema(default = 1500)]
+    timeout_ms: u64,
+    /// How long an allow or refusal is reused for the same user and room, 0-60.
+    #[schema(default = 5)]
+    cache_seconds: u64,
 }
 
 #[derive(OpenApi)]
@@ -110,7 +161,7 @@ pub struct PolicyDoc {
                        tenant API key (its own tenant only). Errors are `application/problem+json`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
-    components(schemas(ProblemDoc, PolicyDoc, CapsDoc, RightDoc, SourceDoc)),
+    components(schemas(ProblemDoc, PolicyDoc, CapsDoc, RightDoc, SourceDoc, WebhooksDoc, SubscribeHookDoc)),
     tags(
         (name = "tenants", description = "Tenants and their policies"),
         (name = "keys", description = "Keys that verify the tenant's client tokens"),

@@ -258,7 +258,11 @@ impl EdgeSink {
                     }
                 }
             }
-            Control::TenantChanged { tenant } => self.inner.tenants.invalidate(&tenant),
+            Control::TenantChanged { tenant } => {
+                self.inner.tenants.invalidate(&tenant);
+                // A changed hook (URL, patterns, secret) answers afresh.
+                self.inner.subscribe_hooks.forget(&tenant);
+            }
             Control::TenantDeleted { tenant } => {
                 self.inner.tenants.invalidate(&tenant);
                 for s in self.sockets(&tenant) {

@@ -53,6 +53,19 @@ fn event_span(
 }
 
 fn answer(inner: &Inner, conn: &Conn, event: &str, ack: AckSender, r: Result<Value, EventError>) {
+    answer_with(inner, conn, event, ack, r, None);
+}
+
+/// [`answer`], with `message` instead of the code's own when refused (the tenant's reason
+/// from its subscribe hook).
+fn answer_with(
+    inner: &Inner,
+    conn: &Conn,
+    event: &str,
+    ack: AckSender,
+    r: Result<Value, EventError>,
+    message: Option<String>,
+) {
     tracing::Span::current().record("code", r.as_ref().err().map_or("ok", |e| e.code()));
     let body = match r {
         Ok(mut v) => {
@@ -71,7 +84,8 @@ fn answer(inner: &Inner, conn: &Conn, event: &str, ack: AckSender, r: Result<Val
                     ("code", e.code().to_string()),
                 ])
                 .inc();
-            json!({"ok": false, "error": {"code": e.code(), "message": e.to_string()}})
+            let message = message.unwrap_or_else(|| e.to_string());
+            json!({"ok": false, "error": {"code": e.code(), "message": message}})
         }
     };
     // A client that sent no ack callback gets nothing; that is its choice.
@@ -104,8 +118,9 @@ async fn on_subscribe(
     let Some((conn, _turn)) = o.open_turn().await else { return };
     let span = event_span(&inner, "subscribe", &conn, &d);
     async {
-        let r = subscribe(&inner, &s, &conn, &d).await;
-        answer(&inner, &conn, "subscribe", ack, r);
+        let mut why = None;
+        let r = subscribe(&inner, &s, &conn, &d, &mut why).await;
+        answer_with(&inner, &conn, "subscribe", ack, r, why);
     }
     .instrument(span)
     .await;
@@ -116,12 +131,14 @@ async fn subscribe(
     s: &SocketRef,
     conn: &Arc<Conn>,
     d: &Result<Value, impl std::fmt::Debug>,
+    why: &mut Option<String>,
 ) -> Result<Value, EventError> {
     let room = room_of(d)?;
     allowed(conn, room, Right::Subscribe)?;
     if conn.rooms.lock().contains_key(room) {
         return Ok(json!({}));
     }
+    ask_hook(inner, conn, room, why).await?;
     // Where this subscription's history starts, read before joining so that every event
     // delivered live has a later offset.
     let since = match inner.bus.last_offset(&conn.tenant, room).await {
@@ -134,6 +151,40 @@ async fn subscribe(
     join_room(inner, s, conn, room, since, false).await?;
     crate::resume::save_session(inner, conn, false).await;
     Ok(json!({}))
+}
+
+/// Asks the tenant's subscribe hook when its patterns cover `room`. Refused (the tenant's
+/// reason in `why`) or no valid answer (fail-closed): `forbidden`.
+async fn ask_hook(
+    inner: &Inner,
+    conn: &Conn,
+    room: &str,
+    why: &mut Option<String>,
+) -> Result<(), EventError> {
+    let ctx = inner.tenants.get(&conn.tenant).await.map_err(|_| EventError::Unavailable)?;
+    let Some(hook) =
+        ctx.as_ref().and_then(|c| c.tenant.policy.subscribe_hook.as_ref()).filter(|h| h.covers(room))
+    else {
+        return Ok(());
+    };
+    let (sub, meta) = {
+        let id = conn.identity.read();
+        (id.sub.clone(), id.meta.clone())
+    };
+    let req = hooks::SubscribeRequest {
+        tenant: &conn.tenant,
+        sub: &sub,
+        room,
+        meta: meta.as_ref(),
+        connection_id: &conn.id,
+    };
+    match inner.subscribe_hooks.check(hook, req).await {
+        hooks::Decision::Allow => Ok(()),
+        hooks::Decision::Deny(reason) => {
+            *why = Some(reason);
+            Err(EventError::Forbidden)
+        }
+    }
 }
 
 /// Subscribes the socket to `room`: local rooms, bus interest, store subscription and

@@ -55,6 +55,10 @@ pub struct EdgeConfig {
     pub handshake_rate_per_ip: u32,
     /// Handshakes per second one tenant may receive on this node; 0: no limit.
     pub handshake_rate_per_tenant: u32,
+    /// Whether webhooks and subscribe hooks may go to loopback, private and link-local
+    /// addresses. Off by default: tenants name the URLs, and must not reach the edges' own
+    /// network through them.
+    pub hooks_allow_private_networks: bool,
 }
 
 impl Default for EdgeConfig {
@@ -65,6 +69,7 @@ impl Default for EdgeConfig {
             tenant_cache_ttl: Duration::from_secs(10),
             handshake_rate_per_ip: 200,
             handshake_rate_per_tenant: 5_000,
+            hooks_allow_private_networks: false,
         }
     }
 }
@@ -85,6 +90,29 @@ pub(crate) struct Inner {
     pub draining: AtomicBool,
     /// Set when this node's store records fell behind its sockets (see `register`).
     pub reregister: AtomicBool,
+    /// Asks tenants' subscribe hooks (SPEC-less; see README "Webhooks and hooks").
+    pub subscribe_hooks: hooks::SubscribeHooks,
+}
+
+/// Largest hook answer read, in bytes: an allow/deny answer is a few dozen.
+const MAX_HOOK_ANSWER_BYTES: usize = 16 * 1024;
+
+/// The transport for tenants' endpoints. Building a client only fails when no TLS
+/// backend can start; hooks then fail closed (subscriptions they cover are refused,
+/// webhooks are retried and dropped) instead of the edge failing.
+fn hook_transport(allow_private: bool) -> Arc<dyn hooks::Transport> {
+    let t = if allow_private {
+        hooks::HttpTransport::new(MAX_HOOK_ANSWER_BYTES)
+    } else {
+        hooks::HttpTransport::public_only(MAX_HOOK_ANSWER_BYTES)
+    };
+    match t {
+        Ok(t) => Arc::new(t),
+        Err(e) => {
+            tracing::error!(error = %e, "hook HTTP client unavailable: hooks fail closed");
+            Arc::new(hooks::MemoryTransport::failing())
+        }
+    }
 }
 
 /// A running edge's handle: used to drain it and to read its Socket.IO server.
@@ -107,19 +135,21 @@ impl Edge {
         metrics: Arc<Metrics>,
     ) -> (Edge, axum::Router) {
         metrics.bus_history.set(i64::from(bus.has_history()));
+        let allow_private = cfg.hooks_allow_private_networks;
         let inner = Arc::new(Inner {
             tenants: tenants::TenantCache::new(store.clone(), cfg.tenant_cache_ttl),
             limits: limits::HandshakeLimits::new(cfg.handshake_rate_per_ip, cfg.handshake_rate_per_tenant),
             cfg,
             store,
             bus: bus.clone(),
-            metrics,
+            metrics: metrics.clone(),
             expiry: expiry::ExpiryQueue::default(),
             rooms: deliver::LocalRooms::default(),
             recent: recent::Recent::default(),
             stats: deliver::StatsBuffer::default(),
             draining: AtomicBool::new(false),
             reregister: AtomicBool::new(false),
+            subscribe_hooks: hooks::SubscribeHooks::new(hook_transport(allow_private), metrics.clone()),
         });
         let full_queues = adapter.full_queues();
         let (layer, io) = socketioxide::SocketIo::builder()
@@ -151,6 +181,11 @@ impl Edge {
         slow::spawn(inner.clone(), io.clone(), full_queues);
         register::spawn(inner.clone(), io.clone());
         deliver::spawn_stats_flush(inner.clone());
+        // Every edge takes part in sending webhooks: the store hands each tenant's outbox
+        // to one node at a time, so this costs the others one cheap check per tenant.
+        let transport = hook_transport(inner.cfg.hooks_allow_private_networks);
+        let webhooks = hooks::Webhooks::new(transport, metrics, hooks::WebhookOptions::default());
+        tokio::spawn(hooks::pump(inner.store.clone(), webhooks, hooks::PumpOptions::default()));
         // CORS wraps socketioxide's layer, which answers `/socket.io/` itself: inside it,
         // browsers' polling requests and their preflights would never get CORS answers.
         // `own_head` is outermost, so that socketioxide only ever sees request heads that

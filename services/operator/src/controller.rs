@@ -164,8 +164,7 @@ pub fn error_policy(t: Arc<Tenant>, e: &Error, ctx: Arc<Context>) -> Action {
 
 async fn read_secrets(t: &Tenant, ns: &str, ctx: &Context) -> Result<Secrets, Error> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    let names: BTreeSet<&str> =
-        t.spec.keys.iter().filter_map(|k| k.secret()).map(|r| r.name.as_str()).collect();
+    let names: BTreeSet<&str> = t.spec.secret_refs().map(|r| r.name.as_str()).collect();
     let mut out = Secrets::new();
     for name in names {
         let s = api.get_opt(name).await?;

@@ -112,6 +112,55 @@ pub struct TenantPolicySpec {
     /// Default 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub presence_events_max_members: Option<u32>,
+    /// Signed webhooks (README "Webhooks"); default none. Its secrets come from Secrets.
+    #[serde(default)]
+    pub webhooks: Option<WebhooksSpec>,
+    /// The subscribe authorization hook; default none. Its secret comes from a Secret.
+    #[serde(default)]
+    pub subscribe_hook: Option<SubscribeHookSpec>,
+}
+
+/// `policy.webhooks`, its secrets read from Secrets.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhooksSpec {
+    /// `https://…` (`http://` only on loopback hosts).
+    pub url: String,
+    /// One or two secrets (two while rotating: each signs every request), 32-512 bytes.
+    pub secret_refs: Vec<SecretKeyRef>,
+    /// Default `room.occupied`, `room.vacated`, `presence.member_added`,
+    /// `presence.member_removed`; also `connection.opened`, `connection.closed`,
+    /// `session.ended`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<String>>,
+}
+
+/// `policy.subscribe_hook`, its secret read from a Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscribeHookSpec {
+    /// `https://…` (`http://` only on loopback hosts).
+    pub url: String,
+    /// Signs the requests, 32-512 bytes.
+    pub secret_ref: SecretKeyRef,
+    /// Room patterns (`private:*`) whose subscriptions ask the hook.
+    pub rooms: Vec<String>,
+    /// Default 1500, at most 5000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Default 5, at most 60.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_seconds: Option<u64>,
+}
+
+impl TenantPolicySpec {
+    /// The Secret references of the hooks.
+    pub fn hook_secrets(&self) -> impl Iterator<Item = &SecretKeyRef> {
+        self.webhooks
+            .iter()
+            .flat_map(|w| w.secret_refs.iter())
+            .chain(self.subscribe_hook.iter().map(|h| &h.secret_ref))
+    }
 }
 
 /// A key in a Secret of the resource's namespace.
@@ -156,9 +205,17 @@ impl TenantKeySpec {
 }
 
 impl TenantSpec {
-    /// Whether a key of this spec reads Secret `name`.
+    /// Whether a key or hook of this spec reads Secret `name`.
     pub fn references_secret(&self, name: &str) -> bool {
-        self.keys.iter().filter_map(TenantKeySpec::secret).any(|r| r.name == name)
+        self.secret_refs().any(|r| r.name == name)
+    }
+
+    /// Every Secret reference of the spec: keys' and hooks'.
+    pub fn secret_refs(&self) -> impl Iterator<Item = &SecretKeyRef> {
+        self.keys
+            .iter()
+            .filter_map(TenantKeySpec::secret)
+            .chain(self.policy.iter().flat_map(|p| p.hook_secrets()))
     }
 }
 

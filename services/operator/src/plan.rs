@@ -189,6 +189,36 @@ impl TenantPolicySpec {
     }
 }
 
+impl TenantPolicySpec {
+    /// [`TenantPolicySpec::to_policy_json`] with the hooks' secrets read from `secrets`.
+    pub fn resolved_policy_json(&self, secrets: &Secrets) -> Result<serde_json::Value, KeyProblem> {
+        let mut v = self.to_policy_json();
+        if let Some(w) = &self.webhooks {
+            let mut resolved = Vec::new();
+            for r in &w.secret_refs {
+                resolved.push(secret_value(secrets, r, "webhook secret")?);
+            }
+            let mut o = serde_json::json!({"url": w.url, "secrets": resolved});
+            if let Some(e) = &w.events {
+                o["events"] = serde_json::json!(e);
+            }
+            v["webhooks"] = o;
+        }
+        if let Some(h) = &self.subscribe_hook {
+            let secret = secret_value(secrets, &h.secret_ref, "subscribe hook secret")?;
+            let mut o = serde_json::json!({"url": h.url, "secret": secret, "rooms": h.rooms});
+            if let Some(t) = h.timeout_ms {
+                o["timeout_ms"] = t.into();
+            }
+            if let Some(c) = h.cache_seconds {
+                o["cache_seconds"] = c.into();
+            }
+            v["subscribe_hook"] = o;
+        }
+        Ok(v)
+    }
+}
+
 fn snake_case(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 4);
     for c in s.chars() {
@@ -326,12 +356,15 @@ pub fn plan(input: Input<'_>) -> Plan {
         return p;
     }
     let owner = owner_of(namespace, name);
-    let new = NewTenant {
-        id: name.to_string(),
-        name: spec.name.clone(),
-        policy: spec.policy.as_ref().map(TenantPolicySpec::to_policy_json),
-        managed_by: Some(owner.clone()),
+    let policy = match spec.policy.as_ref().map(|p| p.resolved_policy_json(secrets)).transpose() {
+        Ok(v) => v,
+        Err((reason, msg)) => {
+            set(&mut p, (READY, "False", reason, msg));
+            return p;
+        }
     };
+    let new =
+        NewTenant { id: name.to_string(), name: spec.name.clone(), policy, managed_by: Some(owner.clone()) };
     let desired = match service::prepare_tenant(new, now) {
         Ok(t) => t,
         Err(e) => {

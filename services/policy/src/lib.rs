@@ -11,6 +11,7 @@
 mod caps;
 mod error;
 mod handshake;
+mod hooks;
 mod names;
 mod rate;
 mod revocation;
@@ -21,6 +22,11 @@ pub use caps::{Caps, CapsError, Right, Rights};
 pub use error::{EventError, Refusal};
 pub use handshake::{
     Credential, CredentialSource, HandshakeRequest, check_origin, find_credential, origin_explicitly_allowed,
+};
+pub use hooks::{
+    HookAnswer, HookEvent, MAX_REASON_BYTES, RetrySchedule, SubscribeHookConfig, WEBHOOK_EVENTS,
+    WebhookConfig, hook_url_ok, pattern_matches, public_ip, read_hook_answer, sign, signature_header,
+    signing_input, validate_subscribe_hook, validate_webhooks, verify_signature,
 };
 pub use names::{MAX_EVENT_BYTES, MAX_ROOM_BYTES, validate_event, validate_room, validate_tenant_id};
 pub use rate::TokenBucket;

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::caps::Caps;
 use crate::handshake::CredentialSource;
+use crate::hooks::{SubscribeHookConfig, WebhookConfig, validate_subscribe_hook, validate_webhooks};
 
 /// Why a policy was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -77,6 +78,13 @@ pub struct TenantPolicy {
     pub cors_allowed_headers: Vec<String>,
     #[serde(default = "d_presence")]
     pub presence_events_max_members: u32,
+    /// Where room, presence and connection events are sent (null: nowhere). Written as
+    /// `null` when off, so that every field of the policy always shows.
+    #[serde(default)]
+    pub webhooks: Option<WebhookConfig>,
+    /// Which subscriptions the tenant's backend must allow (null: none asks).
+    #[serde(default)]
+    pub subscribe_hook: Option<SubscribeHookConfig>,
 }
 
 impl Default for TenantPolicy {
@@ -141,6 +149,12 @@ impl TenantPolicy {
             {
                 return bad("cors_allowed_headers entries are header names");
             }
+        }
+        if let Some(w) = &self.webhooks {
+            validate_webhooks(w)?;
+        }
+        if let Some(h) = &self.subscribe_hook {
+            validate_subscribe_hook(h)?;
         }
         Ok(())
     }

@@ -21,7 +21,7 @@ pub use model::{
     ApiKeyRecord, ConnRecord, Member, PresenceChange, Stats, StatsDelta, Tenant, TicketGrant, hash_secret,
     random_token,
 };
-pub use policy::{KeyRecord, Revocation};
+pub use policy::{HookEvent, KeyRecord, Revocation};
 pub use redis::{RedisOptions, RedisStore};
 pub use session::SessionRecord;
 pub use traced::Traced;
@@ -149,6 +149,32 @@ pub trait Store: Send + Sync + 'static {
     async fn put_session(&self, tenant: &str, s: SessionRecord, ttl_seconds: u64) -> Result<()>;
     /// The session, if it has not expired.
     async fn get_session(&self, tenant: &str, id: &str) -> Result<Option<SessionRecord>>;
+
+    // Webhook outbox. While a tenant's policy has `webhooks`, every transition the store
+    // makes — a room's first subscriber and last leaving, a user's first connection joining
+    // a room's presence and last leaving, connections opening and closing, a dead node's
+    // records reaped — is recorded in the same atomic step, once, in order.
+    /// Tenants whose webhooks are on.
+    async fn hook_tenants(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+    /// Takes up to `max` recorded events of the tenant, oldest first. One node at a time
+    /// gets a tenant's events (the others get none until it stops taking), so that they
+    /// leave in order; taking also reaps dead nodes' records.
+    async fn take_hook_events(&self, _tenant: &str, _max: usize) -> Result<Vec<HookEvent>> {
+        Ok(Vec::new())
+    }
+    /// Records an event that is no store transition (`session.ended`, with its code).
+    async fn push_hook_event(
+        &self,
+        _tenant: &str,
+        _name: &str,
+        _user: &str,
+        _conn_id: &str,
+        _code: &str,
+    ) -> Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
-use policy::Revocation;
+use policy::{HookEvent, Revocation};
 
 use crate::model::{
     ApiKeyRecord, ConnRecord, Member, PresenceChange, Stats, StatsDelta, Tenant, TicketGrant,
@@ -37,6 +37,42 @@ struct TenantData {
     stats: StatsDelta,
     /// session id → (record, expires at ms)
     sessions: HashMap<String, (crate::SessionRecord, i64)>,
+    /// The webhook outbox (see [`Store::take_hook_events`]) and its event counter.
+    hooks: std::collections::VecDeque<HookEvent>,
+    hook_seq: u64,
+}
+
+/// Longest webhook outbox of a tenant; past it the oldest events go.
+const MAX_OUTBOX: usize = 10_000;
+
+impl TenantData {
+    /// Records a webhook event when the tenant's webhooks are on.
+    fn hook(
+        &mut self,
+        name: &str,
+        room: Option<&str>,
+        user: Option<&str>,
+        conn: Option<&str>,
+        code: Option<&str>,
+    ) {
+        if self.tenant.as_ref().is_none_or(|t| t.policy.webhooks.is_none()) {
+            return;
+        }
+        self.hook_seq += 1;
+        let t = now_ms();
+        if self.hooks.len() >= MAX_OUTBOX {
+            self.hooks.pop_front();
+        }
+        self.hooks.push_back(HookEvent {
+            id: format!("evt_{t:x}_{}", self.hook_seq),
+            name: name.to_string(),
+            time_ms: t,
+            room: room.map(str::to_string),
+            user: user.map(str::to_string),
+            connection_id: conn.map(str::to_string),
+            code: code.map(str::to_string),
+        });
+    }
 }
 
 /// The in-memory [`Store`].
@@ -84,6 +120,9 @@ impl Store for MemoryStore {
     async fn update_tenant(&self, t: Tenant) -> Result<()> {
         let mut m = self.inner.lock();
         let d = existing(&mut m, &t.id)?;
+        if t.policy.webhooks.is_none() {
+            d.hooks.clear();
+        }
         d.tenant = Some(t);
         Ok(())
     }
@@ -206,13 +245,16 @@ impl Store for MemoryStore {
         if d.conns.len() as u64 >= max_total || per_user >= max_per_user as usize {
             return Ok(false);
         }
+        d.hook("connection.opened", None, Some(&c.sub), Some(&c.id), None);
         d.conns.insert(c.id.clone(), c);
         Ok(true)
     }
 
     async fn close_connection(&self, tenant: &str, conn_id: &str) -> Result<()> {
-        if let Some(d) = self.inner.lock().get_mut(tenant) {
-            d.conns.remove(conn_id);
+        if let Some(d) = self.inner.lock().get_mut(tenant)
+            && let Some(c) = d.conns.remove(conn_id)
+        {
+            d.hook("connection.closed", None, Some(&c.sub), Some(&c.id), None);
         }
         Ok(())
     }
@@ -243,7 +285,11 @@ impl Store for MemoryStore {
             e.0 = meta;
         }
         e.1.insert(conn_id.to_string());
-        Ok(PresenceChange { user_changed: first, members: p.members.len() as u64 })
+        let members = p.members.len() as u64;
+        if first {
+            d.hook("presence.member_added", Some(room), Some(sub), Some(conn_id), None);
+        }
+        Ok(PresenceChange { user_changed: first, members })
     }
 
     async fn presence_leave(
@@ -271,6 +317,9 @@ impl Store for MemoryStore {
         let members = p.members.len() as u64;
         if members == 0 {
             d.presence.remove(room);
+        }
+        if last {
+            d.hook("presence.member_removed", Some(room), Some(sub), Some(conn_id), None);
         }
         Ok(PresenceChange { user_changed: last, members })
     }
@@ -304,7 +353,10 @@ impl Store for MemoryStore {
     async fn room_subscribe(&self, tenant: &str, room: &str, conn_id: &str) -> Result<()> {
         let mut m = self.inner.lock();
         let d = existing(&mut m, tenant)?;
-        d.rooms.entry(room.to_string()).or_default().insert(conn_id.to_string());
+        let subs = d.rooms.entry(room.to_string()).or_default();
+        if subs.insert(conn_id.to_string()) && subs.len() == 1 {
+            d.hook("room.occupied", Some(room), None, None, None);
+        }
         Ok(())
     }
 
@@ -313,9 +365,12 @@ impl Store for MemoryStore {
         if let Some(d) = m.get_mut(tenant)
             && let Some(s) = d.rooms.get_mut(room)
         {
-            s.remove(conn_id);
+            let removed = s.remove(conn_id);
             if s.is_empty() {
                 d.rooms.remove(room);
+                if removed {
+                    d.hook("room.vacated", Some(room), None, None, None);
+                }
             }
         }
         Ok(())
@@ -347,6 +402,41 @@ impl Store for MemoryStore {
             .and_then(|d| d.sessions.get(id))
             .filter(|(_, exp)| *exp > now)
             .map(|(r, _)| r.clone()))
+    }
+
+    async fn hook_tenants(&self) -> Result<Vec<String>> {
+        let m = self.inner.lock();
+        let mut v: Vec<String> = m
+            .values()
+            .filter_map(|d| d.tenant.as_ref())
+            .filter(|t| t.policy.webhooks.is_some())
+            .map(|t| t.id.clone())
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+
+    async fn take_hook_events(&self, tenant: &str, max: usize) -> Result<Vec<HookEvent>> {
+        let mut m = self.inner.lock();
+        let d = existing(&mut m, tenant)?;
+        let n = max.min(d.hooks.len());
+        Ok(d.hooks.drain(..n).collect())
+    }
+
+    async fn push_hook_event(
+        &self,
+        tenant: &str,
+        name: &str,
+        user: &str,
+        conn_id: &str,
+        code: &str,
+    ) -> Result<()> {
+        let mut m = self.inner.lock();
+        let d = existing(&mut m, tenant)?;
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        let (user, conn, code) = (some(user), some(conn_id), some(code));
+        d.hook(name, None, user.as_deref(), conn.as_deref(), code.as_deref());
+        Ok(())
     }
 
     async fn stats(&self, tenant: &str) -> Result<Stats> {

@@ -39,12 +39,17 @@ use tokio::task::JoinHandle;
 use crate::model::{
     ApiKeyRecord, ConnRecord, Member, PresenceChange, Stats, StatsDelta, Tenant, TicketGrant,
 };
-use crate::{KeyRecord, Result, SessionRecord, Store, StoreError, hash_secret};
+use crate::{HookEvent, KeyRecord, Result, SessionRecord, Store, StoreError, hash_secret};
 
 /// The global set of tenant ids.
 const TENANTS_KEY: &str = "sb:tenants";
 /// The global API key index: hash of the key → `{"tenant", "id"}`.
 const API_KEYS_KEY: &str = "sb:apikeys";
+/// The global set of tenants whose webhooks are on.
+const HOOK_TENANTS_KEY: &str = "sb:hooks";
+/// How long a node holds a tenant's webhook outbox after its last take (at most the
+/// liveness TTL).
+const HOOKS_LEASE_MS: u64 = 5_000;
 /// Longest ticket or session life accepted, so that expiry arithmetic stays exact in Lua.
 const MAX_TTL_SECONDS: u64 = 10 * 365 * 24 * 3600;
 
@@ -133,6 +138,9 @@ struct Scripts {
     heartbeat: Lua,
     goodbye: Lua,
     index_del_if: Lua,
+    hooks_take: Lua,
+    hooks_switch: Lua,
+    hooks_push: Lua,
 }
 
 impl Scripts {
@@ -161,6 +169,9 @@ impl Scripts {
             heartbeat: Lua::new(lua::HEARTBEAT),
             goodbye: Lua::new(lua::GOODBYE),
             index_del_if: Lua::raw(lua::INDEX_DEL_IF.to_string()),
+            hooks_take: Lua::new(lua::HOOKS_TAKE),
+            hooks_switch: Lua::new(lua::HOOKS_SWITCH),
+            hooks_push: Lua::new(lua::HOOKS_PUSH),
         }
     }
 }
@@ -497,6 +508,20 @@ impl Inner {
             .into_string())
     }
 
+    /// Turns the tenant's webhook outbox on or off to match its policy, and the global
+    /// index of such tenants with it.
+    async fn sync_hooks(&self, t: &Tenant) -> Result<()> {
+        let on = t.policy.webhooks.is_some();
+        if on {
+            self.pool.sadd::<(), _, _>(HOOK_TENANTS_KEY, t.id.as_str()).await.map_err(unavailable)?;
+        }
+        self.run(&self.scripts.hooks_switch, &t.id, vec![if on { "1" } else { "0" }.into()]).await?;
+        if !on {
+            self.pool.srem::<(), _, _>(HOOK_TENANTS_KEY, t.id.as_str()).await.map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
     /// Removes a global API key index entry if it still points at `(tenant, id)`.
     async fn unindex_api_key(&self, hash: &str, entry: &IndexEntry) -> Result<()> {
         let expected = to_json(entry)?;
@@ -542,6 +567,9 @@ impl Store for RedisStore {
         if let Err(e) = pool.sadd::<(), _, _>(TENANTS_KEY, t.id.as_str()).await {
             tracing::warn!(error = %unavailable(e), "tenant index repair failed");
         }
+        if t.policy.webhooks.is_some() {
+            self.inner.sync_hooks(&t).await?;
+        }
         Ok(())
     }
 
@@ -570,7 +598,8 @@ impl Store for RedisStore {
             .set(format!("{}tenant", prefix(&t.id)), json, None, Some(SetOptions::XX), false)
             .await
             .map_err(unavailable)?;
-        set.map(|_| ()).ok_or(StoreError::NotFound)
+        set.ok_or(StoreError::NotFound)?;
+        self.inner.sync_hooks(&t).await
     }
 
     async fn delete_tenant(&self, id: &str) -> Result<bool> {
@@ -589,6 +618,7 @@ impl Store for RedisStore {
         }
         let pool = &self.inner.pool;
         let cleanup = async {
+            pool.srem::<(), _, _>(HOOK_TENANTS_KEY, id).await?;
             pool.srem::<(), _, _>(TENANTS_KEY, id).await?;
             // Re-created meanwhile? Then it belongs in the index.
             if pool.exists::<i64, _>(format!("{}tenant", prefix(id))).await? == 1 {
@@ -895,6 +925,38 @@ impl Store for RedisStore {
     async fn get_session(&self, tenant: &str, id: &str) -> Result<Option<SessionRecord>> {
         let v = self.inner.get_expiring(tenant, "sessions", id.to_string(), false).await?;
         v.map(|s| from_json(&s, "session")).transpose()
+    }
+
+    async fn hook_tenants(&self) -> Result<Vec<String>> {
+        let mut v: Vec<String> = self.inner.pool.smembers(HOOK_TENANTS_KEY).await.map_err(unavailable)?;
+        v.sort();
+        Ok(v)
+    }
+
+    async fn take_hook_events(&self, tenant: &str, max: usize) -> Result<Vec<HookEvent>> {
+        let i = &self.inner;
+        // No longer than the liveness: a killed holder's tenant must not wait for its
+        // lease longer than for its records to be reaped.
+        let lease = HOOKS_LEASE_MS.min(i.opts.liveness_ttl.as_millis() as u64).max(1);
+        let args = vec![i.node(), lease.to_string(), max.clamp(1, 10_000).to_string()];
+        let v = i.run(&i.scripts.hooks_take, tenant, args).await?;
+        if is_missing(&v) {
+            return Err(StoreError::NotFound);
+        }
+        records(v, "webhook event")
+    }
+
+    async fn push_hook_event(
+        &self,
+        tenant: &str,
+        name: &str,
+        user: &str,
+        conn_id: &str,
+        code: &str,
+    ) -> Result<()> {
+        let args = vec![name.into(), String::new(), user.into(), conn_id.into(), code.into()];
+        self.inner.run(&self.inner.scripts.hooks_push, tenant, args).await?;
+        Ok(())
     }
 }
 

@@ -10,8 +10,8 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use crate::{
-    ApiKeyRecord, ConnRecord, Member, PresenceChange, Result, SessionRecord, Stats, StatsDelta, Store,
-    Tenant, TicketGrant,
+    ApiKeyRecord, ConnRecord, HookEvent, Member, PresenceChange, Result, SessionRecord, Stats, StatsDelta,
+    Store, Tenant, TicketGrant,
 };
 
 /// A store whose calls run in spans named for the operation, with `db.system` and, on
@@ -94,6 +94,9 @@ traced! {
     stats(tenant: &str) -> Result<Stats>;
     put_session(tenant: &str, s: SessionRecord, ttl_seconds: u64) -> Result<()>;
     get_session(tenant: &str, id: &str) -> Result<Option<SessionRecord>>;
+    hook_tenants() -> Result<Vec<String>>;
+    take_hook_events(tenant: &str, max: usize) -> Result<Vec<HookEvent>>;
+    push_hook_event(tenant: &str, name: &str, user: &str, conn_id: &str, code: &str) -> Result<()>;
 }
 
 #[cfg(test)]
@@ -113,5 +116,21 @@ mod tests {
         s.create_tenant(tenant("acme")).await.expect("created");
         assert_eq!(s.create_tenant(tenant("acme")).await, Err(crate::StoreError::Conflict));
         assert_eq!(s.list_tenants().await.expect("list").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn forwards_the_methods_the_trait_has_defaults_for() {
+        // A method left out of `traced!` would silently answer with the trait's default.
+        let mut t = tenant("acme");
+        t.policy.webhooks = serde_json::from_value(serde_json::json!({
+            "url": "https://example.com/hook",
+            "secrets": ["s".repeat(32)],
+            "events": ["session.ended"],
+        }))
+        .expect("a webhook config");
+        let s = Traced::new(Arc::new(MemoryStore::new()), "memory");
+        s.create_tenant(t).await.expect("created");
+        s.push_hook_event("acme", "session.ended", "u", "c1", "kicked").await.expect("pushed");
+        assert_eq!(s.take_hook_events("acme", 10).await.expect("taken").len(), 1);
     }
 }

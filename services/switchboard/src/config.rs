@@ -149,6 +149,10 @@ pub struct EdgeTuning {
     /// again when no change notice came, in seconds; 0 reads the store on every handshake.
     #[arg(long, env = "SWITCHBOARD_TENANT_CACHE_SECONDS", default_value_t = 10)]
     pub tenant_cache_seconds: u64,
+    /// Let tenants' webhooks and subscribe hooks reach loopback, private and link-local
+    /// addresses (tests, or endpoints inside the cluster's network). Off: they are refused.
+    #[arg(long, env = "SWITCHBOARD_HOOKS_ALLOW_PRIVATE_NETWORKS")]
+    pub hooks_allow_private_networks: bool,
 }
 
 impl EdgeTuning {
@@ -162,6 +166,7 @@ impl EdgeTuning {
             handshake_rate_per_ip: self.handshake_rate_per_ip,
             handshake_rate_per_tenant: self.handshake_rate_per_tenant,
             tenant_cache_ttl: Duration::from_secs(self.tenant_cache_seconds.min(3600)),
+            hooks_allow_private_networks: self.hooks_allow_private_networks,
         })
     }
 }

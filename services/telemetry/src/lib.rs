@@ -151,6 +151,12 @@ pub struct Metrics {
     pub delivery_seconds: HistogramWithExemplars<Labels>,
     /// A control message (revocation, kick, tenant change) sent to acted on, on this node.
     pub control_seconds: Family<Labels, Histogram>,
+    /// Webhook events by tenant and outcome: `sent`, `retried` (counted per event per
+    /// retry), `dropped` (gave up, queue full, or refused by the receiver).
+    pub webhook_events: Family<Labels, Counter>,
+    /// Subscribe hook decisions by tenant and outcome: `allow`, `deny`, `error`
+    /// (fail-closed), each also `cached` when answered from the cache.
+    pub subscribe_hook: Family<Labels, Counter>,
 }
 
 /// Buckets for latencies from a fraction of a millisecond to ten seconds.
@@ -199,6 +205,14 @@ impl Metrics {
         let bus_lag_seconds = latency();
         let delivery_seconds = latency_with_exemplars();
         let control_seconds = Family::<Labels, Histogram>::new_with_constructor(latency as fn() -> Histogram);
+        let webhook_events = Family::<Labels, Counter>::default();
+        let subscribe_hook = Family::<Labels, Counter>::default();
+        registry.register(
+            "webhook_events",
+            "Webhook events by outcome (sent, retried, dropped)",
+            webhook_events.clone(),
+        );
+        registry.register("subscribe_hook", "Subscribe hook decisions by outcome", subscribe_hook.clone());
         registry.register("rooms", "Rooms with subscribers on this node", rooms.clone());
         registry.register_with_unit(
             "handshake_duration",
@@ -266,6 +280,8 @@ impl Metrics {
             bus_lag_seconds,
             delivery_seconds,
             control_seconds,
+            webhook_events,
+            subscribe_hook,
         }
     }
 

@@ -252,39 +252,38 @@ fn request(text: &str, resource: Resource, start: u64, now: u64) -> ExportMetric
     // Histogram series being assembled, by label set (without `le`).
     let mut hist: Vec<Series> = Vec::new();
     let attrs = |labels: &[(String, String)]| labels.iter().map(|(k, v)| kv(k, v)).collect::<Vec<_>>();
-    let flush =
-        |metrics: &mut Vec<Metric>,
-         family: &Option<(String, Kind, String, String)>,
-         hist: &mut Vec<Series>| {
-            if let Some((name, Kind::Histogram, help, unit)) = family {
-                let data_points = hist
-                    .drain(..)
-                    .map(|(_, mut p, mut buckets)| {
-                        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-                        // Prometheus buckets are cumulative; OTLP's are per bucket.
-                        let mut prev = 0;
-                        for (le, cum) in &buckets {
-                            if le.is_finite() {
-                                p.explicit_bounds.push(*le);
-                            }
-                            p.bucket_counts.push(cum.saturating_sub(prev));
-                            prev = *cum;
+    let flush = |metrics: &mut Vec<Metric>,
+                 family: &Option<(String, Kind, String, String)>,
+                 hist: &mut Vec<Series>| {
+        if let Some((name, Kind::Histogram, help, unit)) = family {
+            let data_points = hist
+                .drain(..)
+                .map(|(_, mut p, mut buckets)| {
+                    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+                    // Prometheus buckets are cumulative; OTLP's are per bucket.
+                    let mut prev = 0;
+                    for (le, cum) in &buckets {
+                        if le.is_finite() {
+                            p.explicit_bounds.push(*le);
                         }
-                        p
-                    })
-                    .collect();
-                metrics.push(Metric {
-                    name: name.clone(),
-                    description: help.clone(),
-                    unit: unit.clone(),
-                    data: Some(metric::Data::Histogram(Histogram {
-                        data_points,
-                        aggregation_temporality: AggregationTemporality::Cumulative as i32,
-                    })),
-                    ..Default::default()
-                });
-            }
-        };
+                        p.bucket_counts.push(cum.saturating_sub(prev));
+                        prev = *cum;
+                    }
+                    p
+                })
+                .collect();
+            metrics.push(Metric {
+                name: name.clone(),
+                description: help.clone(),
+                unit: unit.clone(),
+                data: Some(metric::Data::Histogram(Histogram {
+                    data_points,
+                    aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                })),
+                ..Default::default()
+            });
+        }
+    };
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("# ") {
             let mut parts = rest.splitn(3, ' ');
@@ -405,7 +404,8 @@ fn request(text: &str, resource: Resource, start: u64, now: u64) -> ExportMetric
 }
 
 fn hex(s: &str) -> Option<Vec<u8>> {
-    s.len().is_multiple_of(2)
+    s.len()
+        .is_multiple_of(2)
         .then(|| (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect())
         .flatten()
 }

@@ -24,8 +24,9 @@ pub struct TenantOut {
     pub id: String,
     #[schema(example = "Acme Inc.")]
     pub name: String,
+    /// Webhook and subscribe hook secrets show as `"<redacted>"`.
     #[schema(value_type = PolicyDoc)]
-    pub policy: TenantPolicy,
+    pub policy: serde_json::Value,
     /// RFC 3339.
     #[schema(example = "2026-01-01T00:00:00Z")]
     pub created_at: String,
@@ -33,8 +34,24 @@ pub struct TenantOut {
 
 impl From<Tenant> for TenantOut {
     fn from(t: Tenant) -> Self {
-        TenantOut { id: t.id, name: t.name, policy: t.policy, created_at: rfc3339(t.created_at) }
+        TenantOut { id: t.id, name: t.name, policy: redacted(&t.policy), created_at: rfc3339(t.created_at) }
     }
+}
+
+/// What a secret shows as in answers.
+pub const REDACTED: &str = "<redacted>";
+
+/// The policy as JSON with its hook secrets replaced by [`REDACTED`]: they are given once,
+/// never read back (a merge patch of `webhooks` that leaves `secrets` out keeps them).
+pub fn redacted(p: &TenantPolicy) -> serde_json::Value {
+    let mut v = serde_json::to_value(p).unwrap_or_default();
+    if let Some(s) = v.pointer_mut("/webhooks/secrets").and_then(serde_json::Value::as_array_mut) {
+        s.iter_mut().for_each(|x| *x = serde_json::Value::from(REDACTED));
+    }
+    if let Some(s) = v.pointer_mut("/subscribe_hook/secret") {
+        *s = serde_json::Value::from(REDACTED);
+    }
+    v
 }
 
 /// `{"tenants": [...]}`.

@@ -462,3 +462,50 @@ fn the_policy_mirror_covers_every_policy_field() {
     let schema = serde_json::to_value(schemars::schema_for!(TenantPolicySpec)).expect("schema");
     assert_eq!(schema["properties"].as_object().expect("properties").len(), policy_fields.len());
 }
+
+/// Hook secrets come from Secrets like key material; a missing one holds the tenant back,
+/// and a change to that Secret maps to the tenant.
+#[test]
+fn hook_secrets_are_read_from_secrets() {
+    use crate::crd::{SubscribeHookSpec, WebhooksSpec};
+    let (w1, w2, h) = ("w".repeat(32), "v".repeat(32), "h".repeat(32));
+    let mut s = spec(vec![hmac_key("k1", "acme-keys")]);
+    s.policy = Some(TenantPolicySpec {
+        webhooks: Some(WebhooksSpec {
+            url: "https://hooks.example.com/sb".into(),
+            secret_refs: vec![
+                SecretKeyRef { name: "acme-hooks".into(), key: "new".into() },
+                SecretKeyRef { name: "acme-hooks".into(), key: "old".into() },
+            ],
+            events: Some(vec!["room.vacated".into()]),
+        }),
+        subscribe_hook: Some(SubscribeHookSpec {
+            url: "https://hooks.example.com/subscribe".into(),
+            secret_ref: SecretKeyRef { name: "acme-hooks".into(), key: "hook".into() },
+            rooms: vec!["private:*".into()],
+            timeout_ms: Some(800),
+            cache_seconds: None,
+        }),
+        ..TenantPolicySpec::default()
+    });
+    assert!(s.references_secret("acme-hooks") && s.references_secret("acme-keys"));
+    let mut c = Case::new(s);
+    c.secrets = secrets(&[
+        ("acme-keys", "secret", HMAC),
+        ("acme-hooks", "new", &w1),
+        ("acme-hooks", "old", &w2),
+        ("acme-hooks", "hook", &h),
+    ]);
+    let p = c.plan();
+    let t = p.create.as_ref().expect("created");
+    let w = t.policy.webhooks.as_ref().expect("webhooks");
+    assert_eq!(w.secrets.iter().map(|s| s.expose()).collect::<Vec<_>>(), [w1.as_str(), w2.as_str()]);
+    assert_eq!(w.events, ["room.vacated"]);
+    let sh = t.policy.subscribe_hook.as_ref().expect("hook");
+    assert_eq!((sh.secret.expose(), sh.timeout_ms, sh.cache_seconds), (h.as_str(), 800, 5));
+    // Without the Secret: not ready, nothing written.
+    c.secrets = secrets(&[("acme-keys", "secret", HMAC)]);
+    let p = c.plan();
+    assert_eq!(p.create, None);
+    assert_eq!(state_of(&p, READY), ("False".into(), "SecretNotFound".into()));
+}

@@ -26,6 +26,27 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Webhook outbox: when the tenant's webhooks are on (`hooks:on`), a transition appends
+-- its event to the `hooks` list in the same atomic step that made it, so the list holds
+-- every tenant's transitions once, in the order they happened, whichever node caused them
+-- (a reap included). Bounded: past 10000 the oldest go (counted in `hooks:dropped`).
+local hooks_on = nil
+local function hook(name, room, user, conn, code)
+  if hooks_on == nil then hooks_on = redis.call('EXISTS', P .. 'hooks:on') == 1 end
+  if not hooks_on then return end
+  local seq = redis.call('INCR', P .. 'hooks:seq')
+  local t = now_ms()
+  local e = {id = string.format('evt_%x_%d', t, seq), name = name, time_ms = t}
+  if room and room ~= '' then e.room = room end
+  if user and user ~= '' then e.user = user end
+  if conn and conn ~= '' then e.connection_id = conn end
+  if code and code ~= '' then e.code = code end
+  if redis.call('RPUSH', P .. 'hooks', cjson.encode(e)) > 10000 then
+    redis.call('LPOP', P .. 'hooks')
+    redis.call('INCR', P .. 'hooks:dropped')
+  end
+end
+
 local function split(s)
   local i = string.find(s, Z, 1, true)
   if not i then return s, '' end
@@ -43,6 +64,7 @@ local function drop_conn(id, only_node)
     redis.call('HDEL', P .. 'conns:users', sub)
   end
   redis.call('SREM', P .. 'owned:' .. node, 'c' .. Z .. id)
+  hook('connection.closed', nil, sub, id)
   return true
 end
 
@@ -59,6 +81,7 @@ local function drop_presence(room, id, only_node)
     redis.call('HDEL', ku, sub)
     redis.call('HDEL', km, sub)
     last = true
+    hook('presence.member_removed', room, sub, id)
   end
   redis.call('SREM', P .. 'owned:' .. node, 'p' .. Z .. id .. Z .. room)
   if redis.call('HLEN', ku) == 0 then
@@ -77,6 +100,7 @@ local function drop_sub(room, id, only_node)
   if redis.call('HINCRBY', P .. 'rooms', room, -1) <= 0 then
     redis.call('HDEL', P .. 'rooms', room)
     redis.call('DEL', k)
+    hook('room.vacated', room)
   end
   redis.call('SREM', P .. 'owned:' .. node, 's' .. Z .. id .. Z .. room)
   return true
@@ -122,7 +146,8 @@ local vals = redis.call('HVALS', P .. 'apikeys')
 local keys = {KEYS[1]}
 for _, s in ipairs({'keys', 'apikeys', 'tickets', 'tickets:exp', 'sessions', 'sessions:exp',
                     'revocations', 'revocations:exp',
-                    'conns', 'conns:own', 'conns:users', 'rooms', 'presence', 'stats', 'nodes'}) do
+                    'conns', 'conns:own', 'conns:users', 'rooms', 'presence', 'stats', 'nodes',
+                    'hooks', 'hooks:on', 'hooks:seq', 'hooks:lease', 'hooks:dropped'}) do
   table.insert(keys, P .. s)
 end
 for _, n in ipairs(redis.call('SMEMBERS', P .. 'nodes')) do
@@ -272,6 +297,7 @@ redis.call('HSET', P .. 'conns', id, ARGV[6])
 redis.call('HSET', P .. 'conns:own', id, node .. Z .. sub)
 redis.call('HINCRBY', P .. 'conns:users', sub, 1)
 redis.call('SADD', P .. 'owned:' .. node, 'c' .. Z .. id)
+hook('connection.opened', nil, sub, id)
 return 1
 "#;
 
@@ -303,7 +329,10 @@ if own then
 else
   ensure_alive(node, ttl)
   redis.call('HSET', kc, id, node .. Z .. sub)
-  if redis.call('HINCRBY', ku, sub, 1) == 1 then first = 1 end
+  if redis.call('HINCRBY', ku, sub, 1) == 1 then
+    first = 1
+    hook('presence.member_added', room, sub, id)
+  end
   redis.call('SADD', P .. 'owned:' .. node, 'p' .. Z .. id .. Z .. room)
   redis.call('SADD', P .. 'presence', room)
 end
@@ -350,7 +379,7 @@ local k = P .. 'sub:' .. room
 if redis.call('HEXISTS', k, id) == 1 then return 1 end
 ensure_alive(node, ttl)
 redis.call('HSET', k, id, node)
-redis.call('HINCRBY', P .. 'rooms', room, 1)
+if redis.call('HINCRBY', P .. 'rooms', room, 1) == 1 then hook('room.occupied', room) end
 redis.call('SADD', P .. 'owned:' .. node, 's' .. Z .. id .. Z .. room)
 return 1
 "#;
@@ -390,10 +419,49 @@ if not tenant_exists() then return -1 end
 return redis.call('PEXPIRE', P .. 'alive:' .. ARGV[2], ARGV[3])
 "#;
 
-/// ARGV: P, node. Removes every record the node owns in the tenant, and its liveness key.
+/// ARGV: P, node. Removes every record the node owns in the tenant, and its liveness key
+/// (and its hold on the webhook outbox, so another node takes over at once).
 pub(super) const GOODBYE: &str = r#"
 purge(ARGV[2])
 redis.call('DEL', P .. 'alive:' .. ARGV[2])
+if redis.call('GET', P .. 'hooks:lease') == ARGV[2] then redis.call('DEL', P .. 'hooks:lease') end
+return 1
+"#;
+
+/// ARGV: P, node, lease ms, max. Takes up to `max` events from the tenant's webhook
+/// outbox for this node: one node at a time holds the outbox (`hooks:lease`, renewed by
+/// every take), so the events of a tenant leave in their order. Reaps first, so a dead
+/// node's rooms are vacated (and announced) even when no other script runs in the tenant.
+/// -1 when the tenant does not exist; `{}` when another node holds the outbox.
+pub(super) const HOOKS_TAKE: &str = r#"
+if not tenant_exists() then return -1 end
+local kl = P .. 'hooks:lease'
+local holder = redis.call('GET', kl)
+if holder and holder ~= ARGV[2] then return {} end
+redis.call('SET', kl, ARGV[2], 'PX', ARGV[3])
+reap()
+local n = tonumber(ARGV[4])
+local items = redis.call('LRANGE', P .. 'hooks', 0, n - 1)
+if #items > 0 then redis.call('LTRIM', P .. 'hooks', #items, -1) end
+return items
+"#;
+
+/// ARGV: P, on ('1'/'0'). Switches the tenant's webhook outbox on or off (off empties it).
+pub(super) const HOOKS_SWITCH: &str = r#"
+if not tenant_exists() then return -1 end
+if ARGV[2] == '1' then
+  redis.call('SET', P .. 'hooks:on', '1')
+else
+  redis.call('DEL', P .. 'hooks:on', P .. 'hooks')
+end
+return 1
+"#;
+
+/// ARGV: P, name, room, user, conn, code. Records an event no store transition makes
+/// (`session.ended`).
+pub(super) const HOOKS_PUSH: &str = r#"
+if not tenant_exists() then return -1 end
+hook(ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
 return 1
 "#;
 
