@@ -78,8 +78,12 @@ fn longest_stall(ticks: &[Tick], from_ms: u64, f: impl Fn(&Tick) -> u64) -> (u64
 pub fn outcome(r: &Report, f: &Fault) -> Outcome {
     let d = r.delivery.clone().unwrap_or_default();
     let res = r.resume.clone().unwrap_or_default();
-    let (dstall, dend) = longest_stall(&r.timeline, f.start_ms, |t| t.delivered);
-    let (pstall, pend) = longest_stall(&r.timeline, f.start_ms, |t| t.acked);
+    // Only while publishing went on: after it, nothing new is owed.
+    let publishing_until =
+        r.timeline.windows(2).filter(|w| w[1].sent > w[0].sent).map(|w| w[1].t_ms).max().unwrap_or(u64::MAX);
+    let ticks: Vec<Tick> = r.timeline.iter().copied().filter(|t| t.t_ms <= publishing_until).collect();
+    let (dstall, dend) = longest_stall(&ticks, f.start_ms, |t| t.delivered);
+    let (pstall, pend) = longest_stall(&ticks, f.start_ms, |t| t.acked);
     let ends = [(dstall, dend), (pstall, pend)];
     let recovery_ms = ends
         .iter()

@@ -144,6 +144,10 @@ pub struct NatsBus {
     rooms: Mutex<HashMap<(String, String), tokio::task::JoinHandle<()>>>,
     nodes: Arc<Mutex<HashMap<String, Instant>>>,
     next_id: std::sync::atomic::AtomicU64,
+    /// Random per process: message ids (`<node>-<boot>-<n>`) must never repeat across
+    /// restarts of a node, because the stream drops a publish whose `Nats-Msg-Id` it saw
+    /// within its duplicate window (2 min) as a retry, and a restarted node counts from 1.
+    boot: u32,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Counts (re)connections to NATS and slow-consumer drops: room tasks catch up from
     /// history after each.
@@ -229,6 +233,7 @@ impl NatsBus {
             rooms: Mutex::new(HashMap::new()),
             nodes: Arc::new(Mutex::new(HashMap::new())),
             next_id: std::sync::atomic::AtomicU64::new(1),
+            boot: rand::random(),
             tasks: Vec::new(),
             reconnects,
             history: true,
@@ -566,7 +571,7 @@ impl Bus for NatsBus {
 
     async fn publish(&self, p: Publish) -> Result<Published, BusError> {
         let n = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let id = format!("{}-{n:x}", self.cfg.node_id);
+        let id = format!("{}-{:08x}-{n:x}", self.cfg.node_id, self.boot);
         let ts = now_ms();
         let body = Bytes::from(self.encode_room(&p, &id, ts).encode_to_vec());
         let offset = match &p.payload {

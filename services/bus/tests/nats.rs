@@ -343,3 +343,21 @@ async fn a_publish_tried_again_is_stored_once() {
     let next = a.bus.publish(event("r", 1)).await.expect("publish");
     assert_eq!(recv(&mut a.msgs).await.offset, next.offset, "no second copy was delivered");
 }
+
+#[tokio::test]
+async fn a_restarted_node_publishes_anew_not_as_a_retry() {
+    // A node restarted within the stream's duplicate window counts its messages from 1
+    // again; its ids must still be new, or the stream would drop its publishes as retries.
+    let nats = NatsServer::start().await;
+    let mut watcher = node(&nats.url(), "watcher").await;
+    watcher.bus.set_interest("acme", "r", true).await.expect("interest");
+    let before = node(&nats.url(), "edge0").await;
+    let first = before.bus.publish(event("r", 0)).await.expect("publish");
+    drop(before);
+    let after = node(&nats.url(), "edge0").await;
+    let second = after.bus.publish(event("r", 1)).await.expect("publish");
+    assert_ne!(first.id, second.id, "ids never repeat across restarts");
+    assert!(second.offset > first.offset, "stored as a new event: {first:?} {second:?}");
+    assert_eq!(recv(&mut watcher.msgs).await.offset, first.offset);
+    assert_eq!(recv(&mut watcher.msgs).await.offset, second.offset, "and delivered");
+}
