@@ -289,11 +289,25 @@ async fn try_resume(inner: &Arc<Inner>, s: &SocketRef, conn: &Arc<Conn>, r: Resu
         }
         // From memory when this node holds everything after `after` (see `recent`).
         if let Some(f) = inner.recent.since(&conn.tenant, room, after) {
+            tracing::debug!(
+                tenant = conn.tenant,
+                room,
+                after,
+                events = f.messages.len(),
+                "resume: history from memory"
+            );
             histories.push(Pending { room: room.clone(), history: f.messages, after, newest: f.newest });
             continue;
         }
         match inner.bus.history(&conn.tenant, room, after, MAX_REPLAY).await {
             Ok(h) if h.complete => {
+                tracing::debug!(
+                    tenant = conn.tenant,
+                    room,
+                    after,
+                    events = h.messages.len(),
+                    "resume: history from the bus"
+                );
                 let newest = h.messages.last().map_or(h.last, |m| m.offset.max(h.last));
                 histories.push(Pending { room: room.clone(), history: h.messages, after, newest });
             }
