@@ -89,7 +89,7 @@ impl NatsConfig {
             require_tls: false,
             ca_file: None,
             history_max_age: Duration::from_secs(15 * 60),
-            history_max_per_room: 1000,
+            history_max_per_room: 10_000,
             history_in_memory: false,
             connect_timeout: Duration::from_secs(10),
             subscription_capacity: 64 * 1024,
@@ -301,7 +301,25 @@ impl NatsBus {
             }),
             ..Default::default()
         };
-        self.js.get_or_create_stream(config).await.map_err(unavailable)?;
+        let stream = self.js.get_or_create_stream(config.clone()).await.map_err(unavailable)?;
+        // An existing stream keeps the limits it was created with: apply ours, so that a
+        // changed `--history-seconds` or `--history-max-per-room` takes effect. (Storage
+        // cannot be changed in place; a stream on the other kind stays as it is.)
+        let have = &stream.cached_info().config;
+        if have.max_age != config.max_age || have.max_messages_per_subject != config.max_messages_per_subject
+        {
+            tracing::info!(
+                from_seconds = have.max_age.as_secs(),
+                to_seconds = config.max_age.as_secs(),
+                from_per_room = have.max_messages_per_subject,
+                to_per_room = config.max_messages_per_subject,
+                "updating the room history's limits"
+            );
+            let update = jetstream::stream::Config { storage: have.storage, ..config };
+            if let Err(e) = self.js.update_stream(update).await {
+                tracing::warn!(error = %e, "the room history's limits could not be updated; the stream's own apply");
+            }
+        }
         Ok(())
     }
 
@@ -866,13 +884,17 @@ impl Bus for NatsBus {
         let whole = kept || {
             // Otherwise: nothing after `after` aged out, and the room never reached its
             // count limit.
-            let first_global = stream.info().await.map_err(unavailable)?.state.first_sequence;
+            let info = stream.info().await.map_err(unavailable)?.clone();
+            let first_global = info.state.first_sequence;
             let mut subjects = stream.info_with_subjects(&subj).await.map_err(unavailable)?;
             let mut count = 0u64;
             while let Some((_, n)) = subjects.try_next().await.map_err(unavailable)? {
                 count += n as u64;
             }
-            after + 1 >= first_global && (count as i64) < self.cfg.history_max_per_room
+            // The stream's own limit, which is what retention applies (another node may
+            // have set it).
+            let cap = info.config.max_messages_per_subject;
+            after + 1 >= first_global && (cap <= 0 || (count as i64) < cap)
         };
         let last = match messages.last() {
             Some(m) if exhausted => m.offset,

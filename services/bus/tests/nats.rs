@@ -247,6 +247,37 @@ async fn a_long_history_is_read_whole_in_order_across_batches() {
     assert!(!r.complete, "events after offs[100] were dropped by the per-room limit");
 }
 
+/// Nodes started with different history limits (a changed setting, a rolling upgrade):
+/// the newest applies to the stream, and every node judges completeness by the stream's
+/// limit, not its own setting, so a smaller limit set elsewhere is never a silent gap.
+#[tokio::test]
+async fn the_history_limit_in_force_is_the_streams() {
+    let nats = NatsServer::start().await;
+    let with = |id: &str, per_room: i64| {
+        let mut cfg = NatsConfig::new(nats.url(), id);
+        cfg.history_in_memory = true;
+        cfg.history_max_per_room = per_room;
+        cfg
+    };
+    let a = NatsBus::connect(with("a", 10)).await.expect("connects");
+    let b = NatsBus::connect(with("b", 3)).await.expect("connects");
+    for n in 0..8 {
+        a.publish(event("r", n)).await.expect("publish");
+    }
+    let r = a.history("acme", "r", 0, 100).await.expect("history");
+    assert_eq!(r.messages.len(), 3, "the stream keeps 3, as b set it");
+    assert!(!r.complete, "five events were dropped: a must not call this complete");
+
+    let c = NatsBus::connect(with("c", 20)).await.expect("connects");
+    let first = c.publish(event("s", 0)).await.expect("publish").offset;
+    for n in 1..15 {
+        c.publish(event("s", n)).await.expect("publish");
+    }
+    let r = b.history("acme", "s", first, 100).await.expect("history");
+    assert_eq!(r.messages.len(), 14, "the stream now keeps 20, whatever b's own setting says");
+    assert!(r.complete);
+}
+
 #[tokio::test]
 async fn credentials_are_required_when_the_server_asks_for_them() {
     let nats = NatsServer::start_with(&["--user", "sb", "--pass", "s3cret-pass"]).await;
