@@ -17,6 +17,8 @@ cargo build --locked -p switchboard
 # The operator's kmock test runs its Kubernetes API emulator with the venv's python (kmock).
 export SWITCHBOARD_PYTHON="$PWD/target/py-venv/bin/python"
 cargo test --workspace --locked
+echo "== vendored crates' own tests (vendor/PATCHES.md)"
+scripts/vendor-test.sh
 echo "== conformance (socket.io-client, python-socketio, headless Chromium)"
 PATH="$PWD/target/py-venv/bin:$PATH" SWITCHBOARD_BIN="$PWD/target/debug/switchboard" conformance/run.sh
 echo "== admin API fuzzing against its OpenAPI document (schemathesis)"

@@ -417,26 +417,27 @@ pub struct NatsAdapter<E> {
 }
 
 impl<E: SocketEmitter> NatsAdapter<E> {
-    /// A broadcast to this node's sockets, one socket at a time so that a socket whose
-    /// queue is full is known by its id: it leaves every room at once and goes to
-    /// [`FullQueues`] (see there). This costs one packet encoding per socket instead of one
-    /// per broadcast. Volatile broadcasts may drop packets by definition and keep the
-    /// shared path.
+    /// A broadcast to this node's sockets, encoded once. A socket whose queue is full is
+    /// known by its id (`broadcast_reporting`, our patch to socketioxide-core, see
+    /// vendor/PATCHES.md): it leaves every room at once and goes to [`FullQueues`] (see
+    /// there). Volatile broadcasts may drop packets by definition and keep the shared path.
     fn broadcast_local(&self, packet: Packet, opts: BroadcastOptions) -> Result<(), BroadcastError> {
         if opts.has_flag(BroadcastFlags::Volatile) {
             return self.local.broadcast(packet, opts).map_err(BroadcastError::from);
         }
-        let mut errors = Vec::new();
-        for sid in self.local.sockets(opts) {
-            if let Err(mut e) = self.local.broadcast(packet.clone(), BroadcastOptions::new(sid)) {
-                if e.iter().any(|e| matches!(e, SocketError::InternalChannelFull)) {
-                    self.local.del_all(sid);
-                    self.full.push(self.local.path(), sid);
-                }
-                errors.append(&mut e);
-            }
+        let failed = self.local.broadcast_reporting(packet, opts);
+        if failed.is_empty() {
+            return Ok(());
         }
-        if errors.is_empty() { Ok(()) } else { Err(BroadcastError::Socket(errors)) }
+        let mut errors = Vec::with_capacity(failed.len());
+        for (sid, e) in failed {
+            if matches!(e, SocketError::InternalChannelFull) {
+                self.local.del_all(sid);
+                self.full.push(self.local.path(), sid);
+            }
+            errors.push(e);
+        }
+        Err(BroadcastError::Socket(errors))
     }
 
     /// The network side, unless the options say the operation is for this node only.
