@@ -132,8 +132,13 @@ pub enum BusError {
 
 impl BusError {
     /// The SPEC code.
+    pub fn kind(&self) -> policy::Code {
+        policy::Code::Unavailable
+    }
+
+    /// [`BusError::kind`] as its string.
     pub fn code(&self) -> &'static str {
-        "unavailable"
+        self.kind().as_str()
     }
 }
 

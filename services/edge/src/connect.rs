@@ -16,9 +16,6 @@ use tracing::Instrument;
 use crate::conn::{Conn, conn_of};
 use crate::{Inner, events};
 
-/// Longest ticket accepted; real ones are 64 hex characters.
-const MAX_TICKET_BYTES: usize = 256;
-
 pub fn now_s() -> i64 {
     bus::now_ms() / 1000
 }
@@ -189,28 +186,12 @@ async fn decide(
             id?
         }
         Credential::Ticket(t) => {
-            if t.len() > MAX_TICKET_BYTES {
-                return Err(Refusal::TicketInvalid);
-            }
+            policy::check_ticket(&t)?;
             let g = inner.store.take_ticket(tenant, &t).await.map_err(|_| Refusal::Unavailable)?;
-            let g = g.ok_or(Refusal::TicketInvalid)?;
-            if g.exp <= now {
-                return Err(Refusal::TokenExpired);
-            }
-            Identity {
-                sub: g.sub,
-                jti: g.jti,
-                iat: g.iat,
-                exp: g.exp,
-                caps: g.caps,
-                meta: g.meta,
-                source: policy::CredentialSource::Ticket,
-            }
+            policy::ticket_identity(g, now)?
         }
     };
-    if ctx.revocations.iter().any(|r| r.matches(&identity)) {
-        return Err(Refusal::TokenRevoked);
-    }
+    policy::check_revocations(&ctx.revocations, &identity)?;
     let record = ConnRecord {
         id: s.id.to_string(),
         sub: identity.sub.clone(),
@@ -218,23 +199,20 @@ async fn decide(
         transport: format!("{:?}", s.transport_type()).to_lowercase(),
         connected_at: bus::now_ms(),
     };
-    let admitted = match inner
+    let count = match inner
         .store
         .open_connection(tenant, record, pol.max_connections, pol.max_connections_per_user)
         .await
     {
-        Ok(a) => a,
-        // Without the store the limits cannot be counted; a verified token still gets in
-        // rather than the whole tenant going dark while Redis restarts.
+        Ok(a) => policy::Count::Counted(a),
         Err(e) => {
             tracing::warn!(tenant, error = %e, "connection not registered: store unavailable; limits not enforced");
-            // Written once the store is back, so that listings and limits count it.
-            crate::register::request(inner);
-            true
+            policy::Count::Unreachable
         }
     };
-    if !admitted {
-        return Err(Refusal::OverCapacity);
+    if policy::admit(count)? == policy::Admitted::Unregistered {
+        // Written once the store is back, so that listings and limits count it.
+        crate::register::request(inner);
     }
     let conn = Conn::new(
         tenant.to_string(),

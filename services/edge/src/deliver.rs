@@ -10,6 +10,7 @@ use crate::SocketRef;
 use async_trait::async_trait;
 use bus::{Control, ControlMeta, Message, Payload, Sink};
 use parking_lot::Mutex;
+use policy::SessionEnd;
 use serde_json::json;
 use state::StatsDelta;
 use tracing::Instrument;
@@ -242,9 +243,11 @@ impl EdgeSink {
             Control::Revoked { tenant, revocation } => {
                 self.inner.tenants.invalidate(&tenant);
                 for s in self.sockets(&tenant) {
-                    let hit = conn_of(&s).is_some_and(|c| revocation.matches(&c.identity.read()));
+                    let hit = conn_of(&s).is_some_and(|c| {
+                        policy::is_revoked(std::slice::from_ref(&revocation), &c.identity.read())
+                    });
                     if hit {
-                        end_session(&self.inner, &s, "token_revoked", "the token was revoked");
+                        end_session(&self.inner, &s, SessionEnd::TokenRevoked);
                     }
                 }
             }
@@ -254,7 +257,7 @@ impl EdgeSink {
             Control::Kick { tenant, sub } => {
                 for s in self.sockets(&tenant) {
                     if conn_of(&s).is_some_and(|c| c.identity.read().sub == sub) {
-                        end_session(&self.inner, &s, "kicked", "the session was ended by the tenant");
+                        end_session(&self.inner, &s, SessionEnd::Kicked);
                     }
                 }
             }
@@ -266,7 +269,7 @@ impl EdgeSink {
             Control::TenantDeleted { tenant } => {
                 self.inner.tenants.invalidate(&tenant);
                 for s in self.sockets(&tenant) {
-                    end_session(&self.inner, &s, "tenant_deleted", "the tenant was deleted");
+                    end_session(&self.inner, &s, SessionEnd::TenantDeleted);
                 }
             }
         }

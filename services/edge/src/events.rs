@@ -232,7 +232,12 @@ pub async fn join_room(
                 .ok()
                 .flatten()
                 .map(|c| c.tenant.policy.presence_events_max_members);
-            if change.user_changed && change.members <= u64::from(policy_max.unwrap_or(0)) {
+            if policy::presence_event(
+                policy::PresenceChange::Join,
+                change.user_changed,
+                change.members,
+                policy_max,
+            ) {
                 let p = Publish {
                     tenant: conn.tenant.clone(),
                     room: room.to_string(),
@@ -279,6 +284,8 @@ pub async fn leave_room(inner: &Arc<Inner>, s: &SocketRef, conn: &Conn, room: &s
     };
     let _ = inner.store.room_unsubscribe(&conn.tenant, room, &conn.id).await;
     match inner.store.presence_leave(&conn.tenant, room, &sub, &conn.id).await {
+        // Only a user's last connection leaving can be announced: the tenant is not read
+        // for the others.
         Ok(change) if change.user_changed => {
             let max = inner
                 .tenants
@@ -287,8 +294,8 @@ pub async fn leave_room(inner: &Arc<Inner>, s: &SocketRef, conn: &Conn, room: &s
                 .ok()
                 .flatten()
                 .map(|c| c.tenant.policy.presence_events_max_members);
-            // The member count before this leave decides, as it did for the join.
-            if change.members < u64::from(max.unwrap_or(0)) {
+            if policy::presence_event(policy::PresenceChange::Leave, change.user_changed, change.members, max)
+            {
                 let p = Publish {
                     tenant: conn.tenant.clone(),
                     room: room.to_string(),
@@ -427,27 +434,21 @@ async fn on_refresh(State(inner): State<Arc<Inner>>, TryData(d): TryData<Value>,
             .await
             .map_err(|_| EventError::Unavailable)?
             .ok_or(EventError::Unavailable)?;
-        let fresh = policy::verify_token(
+        let current = conn.identity.read().clone();
+        let fresh = policy::refresh(
+            &current,
             token,
             &conn.tenant,
             &ctx.ring,
             &ctx.tenant.policy,
-            policy::CredentialSource::Auth,
+            &ctx.revocations,
             now_s(),
         )?;
-        if fresh.sub != conn.identity.read().sub {
-            return Err(EventError::InvalidToken);
-        }
-        if ctx.revocations.iter().any(|r| r.matches(&fresh)) {
-            return Err(EventError::TokenRevoked);
-        }
         let exp = fresh.exp;
         let old = {
             let mut id = conn.identity.write();
             let old = id.exp;
-            // The socket keeps its source; the new token brings new `exp`, `caps`, `meta`.
-            let source = id.source;
-            *id = policy::Identity { source, ..fresh };
+            *id = fresh;
             old
         };
         let ns = format!("/{}", conn.tenant);

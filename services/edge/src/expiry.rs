@@ -63,7 +63,7 @@ pub fn spawn(inner: Arc<Inner>, io: SocketIo) {
                 if conn.identity.read().exp != exp {
                     continue;
                 }
-                end_session(&inner, &s, "token_expired", "the token expired; reconnect with a fresh one");
+                end_session(&inner, &s, policy::SessionEnd::TokenExpired);
             }
         }
     });

@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use policy::Refusal;
 use problem::Problem;
-use state::{TicketGrant, random_token};
+use state::random_token;
 
 use crate::Inner;
 use crate::connect::now_s;
@@ -93,57 +93,35 @@ pub async fn own_head(mut req: Request) -> Request {
 /// Where socketioxide serves Socket.IO (its default, which the edge keeps).
 const SOCKET_IO_PATH: &str = "/socket.io/";
 
-fn refusal(r: Refusal) -> Problem {
-    Problem::new(r.code(), r.to_string())
-}
-
 /// `POST /v1/tickets` with `Authorization: Bearer <client token>` → `201 {ticket, expires_in}`;
 /// a refusal is a problem answer with its SPEC code, logged without the credential.
 async fn issue_ticket(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> Result<Response, Problem> {
     let r = ticket(&inner, &headers).await;
     if let Err(p) = &r {
-        tracing::info!(code = p.code, "ticket request refused");
+        tracing::info!(code = p.code.as_str(), "ticket request refused");
     }
     r
 }
 
 async fn ticket(inner: &Arc<Inner>, headers: &HeaderMap) -> Result<Response, Problem> {
     let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let req = policy::HandshakeRequest { authorization: auth, ..Default::default() };
-    let token = match policy::find_credential(&policy::TenantPolicy::default(), &req) {
-        Ok(policy::Credential::Token { token, .. }) => token.into_owned(),
-        _ => return Err(refusal(Refusal::MissingCredentials)),
-    };
-    let tenant = policy::token_audience(&token).ok_or(refusal(Refusal::InvalidToken))?;
-    if !policy::validate_tenant_id(&tenant) {
-        return Err(refusal(Refusal::InvalidToken));
-    }
+    let (token, tenant) = policy::ticket_request(auth).map_err(Problem::from)?;
     let kid = policy::token_kid(&token);
     let ctx = inner
         .tenants
         .get_for_kid(&tenant, kid.as_deref())
         .await
-        .map_err(|_| refusal(Refusal::Unavailable))?
-        .ok_or(refusal(Refusal::InvalidToken))?;
+        .map_err(|_| Problem::from(Refusal::Unavailable))?
+        .ok_or(Problem::from(Refusal::InvalidToken))?;
     let pol = &ctx.tenant.policy;
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    policy::check_origin(pol, origin).map_err(refusal)?;
-    if !pol.allows_source(policy::CredentialSource::Ticket) {
-        return Err(refusal(Refusal::CredentialSourceDisabled));
-    }
-    let id = policy::verify_token(&token, &tenant, &ctx.ring, pol, policy::CredentialSource::Header, now_s())
-        .map_err(refusal)?;
-    if ctx.revocations.iter().any(|r| r.matches(&id)) {
-        return Err(refusal(Refusal::TokenRevoked));
-    }
+    let grant = policy::grant_ticket(&token, &tenant, &ctx.ring, pol, &ctx.revocations, origin, now_s())?;
     let ticket = random_token(32);
-    let grant =
-        TicketGrant { sub: id.sub, caps: id.caps, meta: id.meta, exp: id.exp, jti: id.jti, iat: id.iat };
     inner
         .store
         .put_ticket(&tenant, &ticket, grant, pol.ticket_ttl_seconds)
         .await
-        .map_err(|_| refusal(Refusal::Unavailable))?;
+        .map_err(|_| Problem::from(Refusal::Unavailable))?;
     let mut r = (
         StatusCode::CREATED,
         Json(serde_json::json!({"ticket": ticket, "expires_in": pol.ticket_ttl_seconds})),

@@ -211,7 +211,7 @@ impl Edge {
         let per = sockets.len().div_ceil(batches).max(1);
         for chunk in sockets.chunks(per) {
             for s in chunk {
-                conn::end_session(&self.inner, s, "draining", "the node is shutting down; reconnect");
+                conn::end_session(&self.inner, s, policy::SessionEnd::Draining);
             }
             tokio::time::sleep(period / batches as u32).await;
         }

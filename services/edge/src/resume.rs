@@ -34,7 +34,7 @@ use crate::conn::Conn;
 use crate::deliver::event_meta;
 
 /// Most rooms a resume may name, and most events replayed per room.
-const MAX_ROOMS: usize = 256;
+const MAX_ROOMS: usize = policy::MAX_RESUME_ROOMS;
 const MAX_REPLAY: usize = 10_000;
 /// Session ids are 32 hex characters; anything much longer is not one of ours.
 const MAX_SESSION_BYTES: usize = 64;
@@ -269,12 +269,9 @@ async fn try_resume(inner: &Arc<Inner>, s: &SocketRef, conn: &Arc<Conn>, r: Resu
             return false;
         }
     };
-    let (sub, caps_ok) = {
-        let id = conn.identity.read();
-        (id.sub.clone(), rec.rooms.keys().all(|room| id.caps.allows(room, policy::Right::Subscribe)))
-    };
+    let may = policy::may_resume(&conn.identity.read(), &rec.sub, rec.rooms.keys().map(String::as_str));
     // Another user's session, or rooms the new credential no longer grants: fresh start.
-    if rec.sub != sub || !caps_ok || rec.rooms.len() > MAX_ROOMS {
+    if !may {
         tracing::debug!(tenant = conn.tenant, "resume: another user's session or rooms no longer granted");
         return false;
     }

@@ -42,12 +42,17 @@ pub enum StoreError {
 
 impl StoreError {
     /// The SPEC code this error surfaces as.
-    pub fn code(&self) -> &'static str {
+    pub fn kind(&self) -> policy::Code {
         match self {
-            StoreError::Conflict => "conflict",
-            StoreError::NotFound => "not_found",
-            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Conflict => policy::Code::Conflict,
+            StoreError::NotFound => policy::Code::NotFound,
+            StoreError::Unavailable(_) => policy::Code::Unavailable,
         }
+    }
+
+    /// [`StoreError::kind`] as its string.
+    pub fn code(&self) -> &'static str {
+        self.kind().as_str()
     }
 }
 
