@@ -12,6 +12,8 @@ echo "== cargo fmt"
 cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== the policy fuzz target builds (its own workspace and lock file; fuzzing needs nightly)"
+cargo check --locked --manifest-path services/policy/fuzz/Cargo.toml --target-dir target/fuzz
 echo "== cargo test"
 cargo build --locked -p switchboard
 # The operator's kmock test runs its Kubernetes API emulator with the venv's python (kmock).
