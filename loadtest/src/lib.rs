@@ -12,6 +12,7 @@ pub mod pubs;
 pub mod report;
 pub mod scenario;
 pub mod shard;
-pub mod sio;
+/// The lean Socket.IO client, shared with the edge's tests (it lives in `testkit`).
+pub use testkit::sio;
 pub mod stats;
 pub mod token;
