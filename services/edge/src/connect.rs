@@ -16,10 +16,6 @@ use tracing::Instrument;
 use crate::conn::{Conn, conn_of};
 use crate::{Inner, events};
 
-pub fn now_s() -> i64 {
-    bus::now_ms() / 1000
-}
-
 fn header(s: &SocketRef, name: http::HeaderName) -> Option<&str> {
     s.req_parts().headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -140,7 +136,7 @@ async fn decide(
         return Err(Refusal::UnknownTenant);
     }
     let parts = s.req_parts();
-    let now_ms = bus::now_ms() as u64;
+    let now_ms = crate::clock::now_ms() as u64;
     if let Some(ip) =
         parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())
         && !inner.limits.per_ip.allow(&ip, now_ms)
@@ -166,7 +162,7 @@ async fn decide(
     };
     let decided = std::time::Instant::now();
     policy::check_origin(&ctx.tenant.policy, req.origin)?;
-    let now = now_s();
+    let now = crate::clock::now_s();
     let credential = policy::find_credential(&ctx.tenant.policy, &req)?;
     // A JWKS tenant may have rotated in a key this edge has not seen yet.
     let ctx = match &credential {
@@ -197,7 +193,7 @@ async fn decide(
         sub: identity.sub.clone(),
         node: inner.cfg.node_id.clone(),
         transport: format!("{:?}", s.transport_type()).to_lowercase(),
-        connected_at: bus::now_ms(),
+        connected_at: crate::clock::now_ms(),
     };
     let count = match inner
         .store
@@ -219,7 +215,7 @@ async fn decide(
         s.id,
         random_token(16),
         identity.clone(),
-        bus::now_ms() as u64,
+        crate::clock::now_ms() as u64,
         pol.publish_rate_per_second,
     );
     *conn.resume.lock() = auth.as_ref().and_then(crate::resume::Resume::parse);

@@ -17,45 +17,8 @@ use tracing::Instrument;
 
 use crate::Inner;
 use crate::conn::{conn_of, end_session};
-use crate::events::presence_room;
-
-/// How many local sockets subscribe to each room, so that the bus is told when this node
-/// starts and stops needing a room.
-#[derive(Default)]
-pub struct LocalRooms {
-    map: Mutex<HashMap<(String, String), u32>>,
-}
-
-impl LocalRooms {
-    /// Counts a local subscriber in; true when it is the room's first on this node.
-    pub fn join(&self, tenant: &str, room: &str) -> bool {
-        let mut m = self.map.lock();
-        let n = m.entry((tenant.to_string(), room.to_string())).or_insert(0);
-        *n += 1;
-        *n == 1
-    }
-
-    /// Counts a local subscriber out; true when it was the room's last on this node.
-    pub fn leave(&self, tenant: &str, room: &str) -> bool {
-        let mut m = self.map.lock();
-        let key = (tenant.to_string(), room.to_string());
-        match m.get_mut(&key) {
-            Some(n) if *n > 1 => {
-                *n -= 1;
-                false
-            }
-            Some(_) => {
-                m.remove(&key);
-                true
-            }
-            None => false,
-        }
-    }
-
-    pub fn count(&self, tenant: &str, room: &str) -> u32 {
-        self.map.lock().get(&(tenant.to_string(), room.to_string())).copied().unwrap_or(0)
-    }
-}
+use crate::rooms::presence_room;
+use crate::tasks::TaskGuard;
 
 /// Per-tenant counters, added to the store once a second rather than per message.
 #[derive(Default)]
@@ -77,8 +40,8 @@ impl StatsBuffer {
     }
 }
 
-pub fn spawn_stats_flush(inner: Arc<Inner>) {
-    tokio::spawn(async move {
+pub fn spawn_stats_flush(tasks: &TaskGuard, inner: Arc<Inner>) {
+    tasks.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
@@ -146,7 +109,7 @@ impl Sink for EdgeSink {
         telemetry::otel::set_remote_parent(&span, &meta.trace);
         self.act(c).instrument(span).await;
         if meta.sent_ms > 0 {
-            let secs = (bus::now_ms() - meta.sent_ms).max(0) as f64 / 1000.0;
+            let secs = (crate::clock::now_ms() - meta.sent_ms).max(0) as f64 / 1000.0;
             self.inner.metrics.control_seconds.get_or_create(&telemetry::label("kind", kind)).observe(secs);
         }
     }
@@ -155,7 +118,7 @@ impl Sink for EdgeSink {
 impl EdgeSink {
     async fn fan_out(&self, msg: Arc<Message>) {
         self.inner.metrics.bus_received.get_or_create(&telemetry::tenant(&msg.tenant)).inc();
-        let since_publish = || (bus::now_ms() - msg.ts).max(0) as f64 / 1000.0;
+        let since_publish = || (crate::clock::now_ms() - msg.ts).max(0) as f64 / 1000.0;
         self.inner.metrics.bus_lag_seconds.observe(since_publish());
         let Some(op) = self.io.of(ns(&msg.tenant)) else { return };
         match &msg.payload {

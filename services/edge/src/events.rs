@@ -12,8 +12,9 @@ use socketioxide::extract::{State, TryData};
 use tracing::Instrument;
 
 use crate::Inner;
+use crate::clock::now_s;
 use crate::conn::{Conn, Ordered};
-use crate::connect::now_s;
+use crate::rooms::presence_room;
 
 pub fn register(s: &SocketRef) {
     s.on("subscribe", on_subscribe);
@@ -101,11 +102,6 @@ fn room_of(d: &Result<Value, impl std::fmt::Debug>) -> Result<&str, EventError> 
 
 fn allowed(conn: &Conn, room: &str, right: Right) -> Result<(), EventError> {
     if conn.identity.read().caps.allows(room, right) { Ok(()) } else { Err(EventError::Forbidden) }
-}
-
-/// The socketioxide room of presence watchers of `room`.
-pub fn presence_room(room: &str) -> String {
-    format!("~p:{room}")
 }
 
 async fn on_subscribe(
@@ -381,7 +377,7 @@ async fn publish(
     if serde_json::to_writer(&mut size, &data).is_err() || size.0 > pol.max_message_bytes {
         return Err(EventError::PayloadTooLarge);
     }
-    if !conn.bucket.lock().try_take(pol.publish_rate_per_second, bus::now_ms() as u64) {
+    if !conn.bucket.lock().try_take(pol.publish_rate_per_second, crate::clock::now_ms() as u64) {
         return Err(EventError::RateLimited);
     }
     let echo = body.get("echo").and_then(Value::as_bool).unwrap_or(false);

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::SocketIo;
+use crate::tasks::TaskGuard;
 use parking_lot::Mutex;
 use socketioxide::socket::Sid;
 
 use crate::Inner;
+use crate::clock::now_s;
 use crate::conn::{conn_of, end_session};
-use crate::connect::now_s;
 
 /// Entries are `(exp, namespace, socket id)`, ordered by `exp`.
 #[derive(Default)]
@@ -48,8 +49,8 @@ impl ExpiryQueue {
     }
 }
 
-pub fn spawn(inner: Arc<Inner>, io: SocketIo) {
-    tokio::spawn(async move {
+pub fn spawn(tasks: &TaskGuard, inner: Arc<Inner>, io: SocketIo) {
+    tasks.spawn(async move {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -15,7 +15,7 @@ use problem::Problem;
 use state::random_token;
 
 use crate::Inner;
-use crate::connect::now_s;
+use crate::clock::now_s;
 
 pub fn router(inner: Arc<Inner>) -> Router {
     Router::new()

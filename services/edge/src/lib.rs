@@ -7,6 +7,7 @@
 //! `/readyz` and `/metrics`. It holds no state that cannot be rebuilt from the store and
 //! the bus: the tenant cache and the per-socket state die with the process.
 
+mod clock;
 mod conn;
 mod connect;
 mod deliver;
@@ -18,7 +19,9 @@ mod limits;
 mod recent;
 mod register;
 mod resume;
+mod rooms;
 mod slow;
+mod tasks;
 mod tenants;
 
 use std::sync::Arc;
@@ -82,7 +85,7 @@ pub(crate) struct Inner {
     pub metrics: Arc<Metrics>,
     pub tenants: tenants::TenantCache,
     pub expiry: expiry::ExpiryQueue,
-    pub rooms: deliver::LocalRooms,
+    pub rooms: rooms::LocalRooms,
     /// The newest events of rooms this node receives, for resumes (see `recent`).
     pub recent: recent::Recent,
     pub stats: deliver::StatsBuffer,
@@ -120,11 +123,14 @@ fn hook_transport(allow_private: bool) -> Arc<dyn hooks::Transport> {
 pub struct Edge {
     inner: Arc<Inner>,
     io: SocketIo,
+    /// Stops the background tasks when the last clone of this handle is dropped.
+    _tasks: Arc<tasks::TaskGuard>,
 }
 
 impl Edge {
-    /// Builds the edge and its axum router. Background tasks (expiry, stats flush) are
-    /// spawned on the current Tokio runtime. `adapter` gives socketioxide's operators
+    /// Builds the edge and its axum router. Background tasks (expiry, stats flush, ...) are
+    /// spawned on the current Tokio runtime and run while this handle (or a clone) lives:
+    /// keep it for as long as the router serves. `adapter` gives socketioxide's operators
     /// (`fetch_sockets`, `rooms`, `to(..).emit`, ...) their reach: every node over NATS
     /// (`NatsBus::adapter_state`), or this one ([`AdapterState::local`]).
     pub fn new(
@@ -144,7 +150,7 @@ impl Edge {
             bus: bus.clone(),
             metrics: metrics.clone(),
             expiry: expiry::ExpiryQueue::default(),
-            rooms: deliver::LocalRooms::default(),
+            rooms: rooms::LocalRooms::default(),
             recent: recent::Recent::default(),
             stats: deliver::StatsBuffer::default(),
             draining: AtomicBool::new(false),
@@ -177,15 +183,16 @@ impl Edge {
         // The root namespace exists at once; its adapter joins the cluster in the background.
         io.ns("/", connect::never.with(connect::not_a_tenant)).spawn();
         bus.attach(Arc::new(deliver::EdgeSink { inner: inner.clone(), io: io.clone() }));
-        expiry::spawn(inner.clone(), io.clone());
-        slow::spawn(inner.clone(), io.clone(), full_queues);
-        register::spawn(inner.clone(), io.clone());
-        deliver::spawn_stats_flush(inner.clone());
+        let tasks = tasks::TaskGuard::default();
+        expiry::spawn(&tasks, inner.clone(), io.clone());
+        slow::spawn(&tasks, inner.clone(), io.clone(), full_queues);
+        register::spawn(&tasks, inner.clone(), io.clone());
+        deliver::spawn_stats_flush(&tasks, inner.clone());
         // Every edge takes part in sending webhooks: the store hands each tenant's outbox
         // to one node at a time, so this costs the others one cheap check per tenant.
         let transport = hook_transport(inner.cfg.hooks_allow_private_networks);
         let webhooks = hooks::Webhooks::new(transport, metrics, hooks::WebhookOptions::default());
-        tokio::spawn(hooks::pump(inner.store.clone(), webhooks, hooks::PumpOptions::default()));
+        tasks.spawn(hooks::pump(inner.store.clone(), webhooks, hooks::PumpOptions::default()));
         // CORS wraps socketioxide's layer, which answers `/socket.io/` itself: inside it,
         // browsers' polling requests and their preflights would never get CORS answers.
         // `own_head` is outermost, so that socketioxide only ever sees request heads that
@@ -194,7 +201,7 @@ impl Edge {
             .layer(layer)
             .layer(axum::middleware::from_fn_with_state(inner.clone(), http::cors))
             .layer(axum::middleware::map_request(http::own_head));
-        (Edge { inner, io }, router)
+        (Edge { inner, io, _tasks: Arc::new(tasks) }, router)
     }
 
     /// Stops taking connections and answers `/readyz` with 503.

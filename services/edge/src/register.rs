@@ -16,6 +16,7 @@ use std::time::Duration;
 use state::{ConnRecord, StoreError};
 
 use crate::conn::conn_of;
+use crate::tasks::TaskGuard;
 use crate::{Inner, SocketIo, SocketRef};
 
 /// How often a pending re-registration is retried while the store is still down.
@@ -27,9 +28,9 @@ pub fn request(inner: &Inner) {
 }
 
 /// Runs the re-registration task for the life of the edge.
-pub fn spawn(inner: Arc<Inner>, io: SocketIo) {
+pub fn spawn(tasks: &TaskGuard, inner: Arc<Inner>, io: SocketIo) {
     let mut lapses = inner.store.lapses();
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let mut tick = tokio::time::interval(RETRY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -16,6 +16,7 @@ use socketioxide::{SendError, SocketError};
 use policy::SessionEnd;
 
 use crate::conn::{conn_of, session_end_body};
+use crate::tasks::TaskGuard;
 use crate::{Inner, SocketIo, SocketRef};
 
 /// How long the edge waits for a stalled client's queue to make room for `session_end`.
@@ -26,8 +27,8 @@ const RETRY: Duration = Duration::from_millis(10);
 const END: SessionEnd = SessionEnd::SlowConsumer;
 
 /// Ends every socket the adapter evicts, for as long as the edge runs.
-pub fn spawn(inner: Arc<Inner>, io: SocketIo, full: Arc<FullQueues>) {
-    tokio::spawn(async move {
+pub fn spawn(tasks: &TaskGuard, inner: Arc<Inner>, io: SocketIo, full: Arc<FullQueues>) {
+    tasks.spawn(async move {
         loop {
             for (ns, sid) in full.next_batch().await {
                 let Some(s) = io.of(ns.as_str()).and_then(|op| op.get_socket(sid)) else { continue };
