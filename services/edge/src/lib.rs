@@ -6,6 +6,11 @@
 //! deliveries are emitted to local sockets. It also serves `/v1/tickets`, `/healthz`,
 //! `/readyz` and `/metrics`. It holds no state that cannot be rebuilt from the store and
 //! the bus: the tenant cache and the per-socket state die with the process.
+//!
+//! It decides nothing itself: ticket expiry, admission, `refresh`, resume eligibility and
+//! presence thresholds are `policy` functions it calls, and every code it sends is a
+//! `policy::Code`. `clock` and `rooms` are leaf modules the others share; background
+//! tasks run under a guard that [`Edge`] holds.
 
 mod clock;
 mod conn;
