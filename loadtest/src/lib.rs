@@ -1,7 +1,7 @@
 //! Switchboard's load generator: a lean Socket.IO v4 client over WebSocket (`sio`, from
-//! `testkit`, where the edge's tests share it), the bundled
-//! scenarios of SPEC §8, and the reports that compare Switchboard with the reference Node
-//! Socket.IO server run by the same generator. See `loadtest/README.md`.
+//! `testkit`, where the edge's tests share it), the bundled scenarios of SPEC §8, and the
+//! reports that compare Switchboard with the reference Node Socket.IO server run by the
+//! same generator. See `loadtest/README.md`.
 
 pub mod chaos;
 pub mod clock;
