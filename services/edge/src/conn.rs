@@ -158,11 +158,11 @@ pub fn conn_of(s: &SocketRef) -> Option<Arc<Conn>> {
 pub fn end_session(inner: &Inner, s: &SocketRef, why: policy::SessionEnd) {
     let code = why.code().as_str();
     if let Some(c) = conn_of(s) {
-        inner.metrics.sessions_ended.get_or_create(&telemetry::tenant_code(&c.tenant, code)).inc();
+        inner.ext.metrics.sessions_ended.get_or_create(&telemetry::tenant_code(&c.tenant, code)).inc();
         // The `session.ended` webhook; the store records it only when the tenant's
         // webhooks are on, and it must not hold up the socket's ending.
         let (store, tenant, conn_id, code) =
-            (inner.store.clone(), c.tenant.clone(), c.id.clone(), code.to_string());
+            (inner.ext.store.clone(), c.tenant.clone(), c.id.clone(), code.to_string());
         let sub = c.identity.read().sub.clone();
         tokio::spawn(async move {
             if let Err(e) = store.push_hook_event(&tenant, "session.ended", &sub, &conn_id, &code).await {

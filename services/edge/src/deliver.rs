@@ -45,8 +45,8 @@ pub fn spawn_stats_flush(tasks: &TaskGuard, inner: Arc<Inner>) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
-            for (tenant, d) in inner.stats.take() {
-                if let Err(e) = inner.store.add_stats(&tenant, d).await {
+            for (tenant, d) in inner.local.stats.take() {
+                if let Err(e) = inner.ext.store.add_stats(&tenant, d).await {
                     tracing::debug!(tenant, error = %e, "stats flush failed; counts dropped");
                 }
             }
@@ -110,26 +110,31 @@ impl Sink for EdgeSink {
         self.act(c).instrument(span).await;
         if meta.sent_ms > 0 {
             let secs = (crate::clock::now_ms() - meta.sent_ms).max(0) as f64 / 1000.0;
-            self.inner.metrics.control_seconds.get_or_create(&telemetry::label("kind", kind)).observe(secs);
+            self.inner
+                .ext
+                .metrics
+                .control_seconds
+                .get_or_create(&telemetry::label("kind", kind))
+                .observe(secs);
         }
     }
 }
 
 impl EdgeSink {
     async fn fan_out(&self, msg: Arc<Message>) {
-        self.inner.metrics.bus_received.get_or_create(&telemetry::tenant(&msg.tenant)).inc();
+        self.inner.ext.metrics.bus_received.get_or_create(&telemetry::tenant(&msg.tenant)).inc();
         let since_publish = || (crate::clock::now_ms() - msg.ts).max(0) as f64 / 1000.0;
-        self.inner.metrics.bus_lag_seconds.observe(since_publish());
+        self.inner.ext.metrics.bus_lag_seconds.observe(since_publish());
         let Some(op) = self.io.of(ns(&msg.tenant)) else { return };
         match &msg.payload {
             Payload::Event { event, data } => {
                 let meta = event_meta(&msg);
                 let gate = crate::resume::gate_room(&msg.room);
-                let local = self.inner.rooms.count(&msg.tenant, &msg.room);
+                let local = self.inner.local.rooms.count(&msg.tenant, &msg.room);
                 if local == 0 {
                     return;
                 }
-                self.inner.recent.record(&msg);
+                self.inner.local.recent.record(&msg);
                 // The publisher's own socket, when it is here and did not ask for echo:
                 // broadcasting from it excludes it.
                 let sender = (!msg.echo)
@@ -167,7 +172,7 @@ impl EdgeSink {
                     Err(socketioxide::BroadcastError::Socket(errors)) => {
                         let dropped = errors.len() as u64;
                         let label = telemetry::tenant(&msg.tenant);
-                        self.inner.metrics.deliveries_dropped.get_or_create(&label).inc_by(dropped);
+                        self.inner.ext.metrics.deliveries_dropped.get_or_create(&label).inc_by(dropped);
                         tracing::debug!(
                             tenant = msg.tenant,
                             dropped,
@@ -180,14 +185,14 @@ impl EdgeSink {
                         return;
                     }
                 };
-                self.inner.metrics.messages_out.get_or_create(&telemetry::tenant(&msg.tenant)).inc_by(n);
-                self.inner.metrics.delivery_seconds.observe(
+                self.inner.ext.metrics.messages_out.get_or_create(&telemetry::tenant(&msg.tenant)).inc_by(n);
+                self.inner.ext.metrics.delivery_seconds.observe(
                     since_publish(),
                     telemetry::exemplar(&tracing::Span::current()),
                     None,
                 );
                 tracing::Span::current().record("recipients", n);
-                self.inner.stats.add(&msg.tenant, |s| s.messages_out += n);
+                self.inner.local.stats.add(&msg.tenant, |s| s.messages_out += n);
             }
             Payload::PresenceJoin { sub, meta } | Payload::PresenceLeave { sub, meta } => {
                 let event = if matches!(msg.payload, Payload::PresenceJoin { .. }) {
@@ -204,7 +209,7 @@ impl EdgeSink {
     async fn act(&self, c: Control) {
         match c {
             Control::Revoked { tenant, revocation } => {
-                self.inner.tenants.invalidate(&tenant);
+                self.inner.local.tenants.invalidate(&tenant);
                 for s in self.sockets(&tenant) {
                     let hit = conn_of(&s).is_some_and(|c| {
                         policy::is_revoked(std::slice::from_ref(&revocation), &c.identity.read())
@@ -225,12 +230,12 @@ impl EdgeSink {
                 }
             }
             Control::TenantChanged { tenant } => {
-                self.inner.tenants.invalidate(&tenant);
+                self.inner.local.tenants.invalidate(&tenant);
                 // A changed hook (URL, patterns, secret) answers afresh.
-                self.inner.subscribe_hooks.forget(&tenant);
+                self.inner.ext.subscribe_hooks.forget(&tenant);
             }
             Control::TenantDeleted { tenant } => {
-                self.inner.tenants.invalidate(&tenant);
+                self.inner.local.tenants.invalidate(&tenant);
                 for s in self.sockets(&tenant) {
                     end_session(&self.inner, &s, SessionEnd::TenantDeleted);
                 }

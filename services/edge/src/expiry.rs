@@ -57,7 +57,7 @@ pub fn spawn(tasks: &TaskGuard, inner: Arc<Inner>, io: SocketIo) {
             tick.tick().await;
             // `exp` is the first second the token is no longer valid.
             let now = now_s();
-            for (exp, ns, sid) in inner.expiry.due(now) {
+            for (exp, ns, sid) in inner.local.expiry.due(now) {
                 let Some(s) = io.of(&ns).and_then(|op| op.get_socket(sid)) else { continue };
                 let Some(conn) = conn_of(&s) else { continue };
                 // A refresh moved `exp`: its own entry is in the set.

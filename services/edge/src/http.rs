@@ -27,13 +27,13 @@ pub fn router(inner: Arc<Inner>) -> Router {
 }
 
 async fn readyz(State(inner): State<Arc<Inner>>) -> Response {
-    if inner.draining.load(Ordering::SeqCst) {
+    if inner.local.draining.load(Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response();
     }
-    if let Err(e) = inner.store.ping().await {
+    if let Err(e) = inner.ext.store.ping().await {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("state store: {e}")).into_response();
     }
-    if let Err(e) = inner.bus.ping().await {
+    if let Err(e) = inner.ext.bus.ping().await {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("bus: {e}")).into_response();
     }
     "ready".into_response()
@@ -42,7 +42,7 @@ async fn readyz(State(inner): State<Arc<Inner>>) -> Response {
 async fn metrics(State(inner): State<Arc<Inner>>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        inner.metrics.encode(),
+        inner.ext.metrics.encode(),
     )
         .into_response()
 }
@@ -108,6 +108,7 @@ async fn ticket(inner: &Arc<Inner>, headers: &HeaderMap) -> Result<Response, Pro
     let (token, tenant) = policy::ticket_request(auth).map_err(Problem::from)?;
     let kid = policy::token_kid(&token);
     let ctx = inner
+        .local
         .tenants
         .get_for_kid(&tenant, kid.as_deref())
         .await
@@ -118,6 +119,7 @@ async fn ticket(inner: &Arc<Inner>, headers: &HeaderMap) -> Result<Response, Pro
     let grant = policy::grant_ticket(&token, &tenant, &ctx.ring, pol, &ctx.revocations, origin, now_s())?;
     let ticket = random_token(32);
     inner
+        .ext
         .store
         .put_ticket(&tenant, &ticket, grant, pol.ticket_ttl_seconds)
         .await
@@ -154,7 +156,7 @@ pub async fn cors(State(inner): State<Arc<Inner>>, req: Request, next: Next) -> 
         req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
     if is_preflight {
         let mut allowed = vec!["authorization".to_string(), "content-type".to_string()];
-        allowed.extend(inner.tenants.cors_headers().await);
+        allowed.extend(inner.local.tenants.cors_headers().await);
         let mut r = StatusCode::NO_CONTENT.into_response();
         let h = r.headers_mut();
         if let Some(o) = &origin {

@@ -82,12 +82,27 @@ impl Default for EdgeConfig {
     }
 }
 
-/// Shared by every handler of one edge.
+/// Shared by every handler of one edge, in three parts that change for different reasons:
+/// what the edge was told (`cfg`), the systems it talks to (`ext`), and what this node
+/// holds in memory (`local`).
 pub(crate) struct Inner {
     pub cfg: EdgeConfig,
+    pub ext: Ext,
+    pub local: Local,
+}
+
+/// The systems the edge talks to: handles, shared with the rest of the process.
+pub(crate) struct Ext {
     pub store: Arc<dyn Store>,
     pub bus: Arc<dyn Bus>,
     pub metrics: Arc<Metrics>,
+    /// Asks tenants' subscribe hooks (SPEC-less; see README "Webhooks and hooks").
+    pub subscribe_hooks: hooks::SubscribeHooks,
+}
+
+/// What this node holds in memory: caches, queues and buckets that die with the process
+/// and are rebuilt from the store and the bus (edges are stateless), and the node's flags.
+pub(crate) struct Local {
     pub tenants: tenants::TenantCache,
     pub expiry: expiry::ExpiryQueue,
     pub rooms: rooms::LocalRooms,
@@ -98,8 +113,6 @@ pub(crate) struct Inner {
     pub draining: AtomicBool,
     /// Set when this node's store records fell behind its sockets (see `register`).
     pub reregister: AtomicBool,
-    /// Asks tenants' subscribe hooks (SPEC-less; see README "Webhooks and hooks").
-    pub subscribe_hooks: hooks::SubscribeHooks,
 }
 
 /// Largest hook answer read, in bytes: an allow/deny answer is a few dozen.
@@ -148,19 +161,26 @@ impl Edge {
         metrics.bus_history.set(i64::from(bus.has_history()));
         let allow_private = cfg.hooks_allow_private_networks;
         let inner = Arc::new(Inner {
-            tenants: tenants::TenantCache::new(store.clone(), cfg.tenant_cache_ttl),
-            limits: limits::HandshakeLimits::new(cfg.handshake_rate_per_ip, cfg.handshake_rate_per_tenant),
+            local: Local {
+                tenants: tenants::TenantCache::new(store.clone(), cfg.tenant_cache_ttl),
+                limits: limits::HandshakeLimits::new(
+                    cfg.handshake_rate_per_ip,
+                    cfg.handshake_rate_per_tenant,
+                ),
+                expiry: expiry::ExpiryQueue::default(),
+                rooms: rooms::LocalRooms::default(),
+                recent: recent::Recent::default(),
+                stats: deliver::StatsBuffer::default(),
+                draining: AtomicBool::new(false),
+                reregister: AtomicBool::new(false),
+            },
             cfg,
-            store,
-            bus: bus.clone(),
-            metrics: metrics.clone(),
-            expiry: expiry::ExpiryQueue::default(),
-            rooms: rooms::LocalRooms::default(),
-            recent: recent::Recent::default(),
-            stats: deliver::StatsBuffer::default(),
-            draining: AtomicBool::new(false),
-            reregister: AtomicBool::new(false),
-            subscribe_hooks: hooks::SubscribeHooks::new(hook_transport(allow_private), metrics.clone()),
+            ext: Ext {
+                store,
+                bus: bus.clone(),
+                metrics: metrics.clone(),
+                subscribe_hooks: hooks::SubscribeHooks::new(hook_transport(allow_private), metrics.clone()),
+            },
         });
         let full_queues = adapter.full_queues();
         let (layer, io) = socketioxide::SocketIo::builder()
@@ -197,7 +217,7 @@ impl Edge {
         // to one node at a time, so this costs the others one cheap check per tenant.
         let transport = hook_transport(inner.cfg.hooks_allow_private_networks);
         let webhooks = hooks::Webhooks::new(transport, metrics, hooks::WebhookOptions::default());
-        tasks.spawn(hooks::pump(inner.store.clone(), webhooks, hooks::PumpOptions::default()));
+        tasks.spawn(hooks::pump(inner.ext.store.clone(), webhooks, hooks::PumpOptions::default()));
         // CORS wraps socketioxide's layer, which answers `/socket.io/` itself: inside it,
         // browsers' polling requests and their preflights would never get CORS answers.
         // `own_head` is outermost, so that socketioxide only ever sees request heads that
@@ -211,7 +231,7 @@ impl Edge {
 
     /// Stops taking connections and answers `/readyz` with 503.
     pub fn start_draining(&self) {
-        self.inner.draining.store(true, Ordering::SeqCst);
+        self.inner.local.draining.store(true, Ordering::SeqCst);
     }
 
     /// Ends every socket with `session_end {code: "draining"}`, in batches spread over

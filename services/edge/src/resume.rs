@@ -208,7 +208,7 @@ pub fn abandon(conn: &Conn, s: &SocketRef, room: &str) {
 /// token plus the recovery window (so a node killed outright still leaves it behind);
 /// after a disconnect, the recovery window.
 pub async fn save_session(inner: &Inner, conn: &Conn, disconnected: bool) {
-    let Ok(Some(ctx)) = inner.tenants.get(&conn.tenant).await else { return };
+    let Ok(Some(ctx)) = inner.local.tenants.get(&conn.tenant).await else { return };
     let window = ctx.tenant.policy.recovery_window_seconds;
     if window == 0 {
         return;
@@ -228,7 +228,7 @@ pub async fn save_session(inner: &Inner, conn: &Conn, disconnected: bool) {
         return;
     }
     let rec = SessionRecord { id: conn.session.lock().clone(), sub, rooms, updated_at: now };
-    match inner.store.put_session(&conn.tenant, rec, ttl).await {
+    match inner.ext.store.put_session(&conn.tenant, rec, ttl).await {
         Ok(()) => conn.session_saved.store(true, Ordering::SeqCst),
         Err(e) => tracing::warn!(tenant = conn.tenant, error = %e, "session not saved; it cannot be resumed"),
     }
@@ -258,7 +258,7 @@ pub async fn start(inner: &Arc<Inner>, s: &SocketRef, conn: &Arc<Conn>) {
 }
 
 async fn try_resume(inner: &Arc<Inner>, s: &SocketRef, conn: &Arc<Conn>, r: Resume) -> bool {
-    let rec = match inner.store.get_session(&conn.tenant, &r.session).await {
+    let rec = match inner.ext.store.get_session(&conn.tenant, &r.session).await {
         Ok(Some(rec)) => rec,
         Ok(None) => {
             tracing::debug!(tenant = conn.tenant, "resume: no such session");
@@ -285,7 +285,7 @@ async fn try_resume(inner: &Arc<Inner>, s: &SocketRef, conn: &Arc<Conn>, r: Resu
             break;
         }
         // From memory when this node holds everything after `after` (see `recent`).
-        if let Some(f) = inner.recent.since(&conn.tenant, room, after) {
+        if let Some(f) = inner.local.recent.since(&conn.tenant, room, after) {
             tracing::debug!(
                 tenant = conn.tenant,
                 room,
@@ -296,7 +296,7 @@ async fn try_resume(inner: &Arc<Inner>, s: &SocketRef, conn: &Arc<Conn>, r: Resu
             histories.push(Pending { room: room.clone(), history: f.messages, after, newest: f.newest });
             continue;
         }
-        match inner.bus.history(&conn.tenant, room, after, MAX_REPLAY).await {
+        match inner.ext.bus.history(&conn.tenant, room, after, MAX_REPLAY).await {
             Ok(h) if h.complete => {
                 tracing::debug!(
                     tenant = conn.tenant,

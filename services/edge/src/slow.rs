@@ -50,7 +50,12 @@ fn evicted(inner: &Arc<Inner>, s: SocketRef) {
     if c.slow.swap(true, std::sync::atomic::Ordering::SeqCst) {
         return;
     }
-    inner.metrics.sessions_ended.get_or_create(&telemetry::tenant_code(&c.tenant, END.code().as_str())).inc();
+    inner
+        .ext
+        .metrics
+        .sessions_ended
+        .get_or_create(&telemetry::tenant_code(&c.tenant, END.code().as_str()))
+        .inc();
     tracing::info!(tenant = c.tenant, sid = %s.id, "slow consumer: its queue was full; ending its session");
     tokio::spawn(async move {
         let body = session_end_body(END);
