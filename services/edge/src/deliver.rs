@@ -19,6 +19,7 @@ use crate::Inner;
 use crate::conn::{conn_of, end_session};
 use crate::rooms::presence_room;
 use crate::tasks::TaskGuard;
+use crate::wire::event_meta;
 
 /// Per-tenant counters, added to the store once a second rather than per message.
 #[derive(Default)]
@@ -52,17 +53,6 @@ pub fn spawn_stats_flush(tasks: &TaskGuard, inner: Arc<Inner>) {
             }
         }
     });
-}
-
-/// The `meta` argument of a delivered event (SPEC 3.6).
-pub fn event_meta(msg: &Message) -> serde_json::Value {
-    json!({
-        "room": msg.room,
-        "id": msg.id,
-        "offset": msg.offset.to_string(),
-        "from": msg.from,
-        "ts": msg.ts,
-    })
 }
 
 /// The edge's [`Sink`].

@@ -28,6 +28,7 @@ mod rooms;
 mod slow;
 mod tasks;
 mod tenants;
+mod wire;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

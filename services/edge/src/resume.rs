@@ -31,7 +31,7 @@ use state::SessionRecord;
 
 use crate::Inner;
 use crate::conn::Conn;
-use crate::deliver::event_meta;
+use crate::wire::event_meta;
 
 /// Most rooms a resume may name, and most events replayed per room.
 const MAX_ROOMS: usize = policy::MAX_RESUME_ROOMS;
