@@ -30,11 +30,11 @@ pub struct Conn {
     /// (where its history starts for a resume).
     pub rooms: Mutex<HashMap<String, u64>>,
     /// The session a handshake asked to resume, checked by `authorize`.
-    pub resume: Mutex<Option<crate::resume::Resume>>,
+    pub resume: Mutex<Option<crate::session::Resume>>,
     /// Rooms whose history is being replayed to this socket: live messages wait here.
-    pub replay: Mutex<HashMap<String, crate::resume::RoomReplay>>,
+    pub replay: crate::gate::ReplayGates,
     /// History read for a resume, emitted right after the `session` event.
-    pub pending_history: Mutex<Vec<crate::resume::Pending>>,
+    pub pending_history: Mutex<Vec<crate::session::Pending>>,
     /// Event ordering: each incoming event takes a number in arrival order and runs when
     /// all events before it have finished, because socketioxide runs each handler as its
     /// own task and would otherwise let a later publish overtake an earlier one.
@@ -70,7 +70,7 @@ impl Conn {
             bucket: Mutex::new(TokenBucket::new(rate, now_ms)),
             rooms: Mutex::new(HashMap::new()),
             resume: Mutex::new(None),
-            replay: Mutex::new(HashMap::new()),
+            replay: crate::gate::ReplayGates::default(),
             pending_history: Mutex::new(Vec::new()),
             // Turn 0 belongs to the connect handler (`first_turn`); events start at 1.
             next: AtomicU64::new(1),

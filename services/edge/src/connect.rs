@@ -230,7 +230,7 @@ async fn decide(
         crate::clock::now_ms() as u64,
         pol.publish_rate_per_second,
     );
-    *conn.resume.lock() = auth.as_ref().and_then(crate::resume::Resume::parse);
+    *conn.resume.lock() = auth.as_ref().and_then(crate::session::Resume::parse);
     s.extensions.insert(Arc::new(conn));
     Ok(identity)
 }
@@ -262,7 +262,7 @@ async fn on_disconnect(s: SocketRef, State(inner): State<Arc<Inner>>, _reason: D
     let exp = conn.identity.read().exp;
     inner.local.expiry.cancel(exp, s.ns(), s.id);
     // The session outlives the socket by the tenant's recovery window, with its rooms.
-    crate::resume::save_session(&inner, &conn, true).await;
+    crate::record::save_session(&inner, &conn, true).await;
     let rooms: Vec<String> = conn.rooms.lock().drain().map(|(r, _)| r).collect();
     for room in rooms {
         events::leave_room(&inner, &s, &conn, &room).await;

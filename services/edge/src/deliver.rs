@@ -119,7 +119,7 @@ impl EdgeSink {
         match &msg.payload {
             Payload::Event { event, data } => {
                 let meta = event_meta(&msg);
-                let gate = crate::resume::gate_room(&msg.room);
+                let gate = crate::gate::gate_room(&msg.room);
                 let local = self.inner.local.rooms.count(&msg.tenant, &msg.room);
                 if local == 0 {
                     return;
@@ -146,11 +146,11 @@ impl EdgeSink {
                     }
                 };
                 // Sockets still replaying this room's history get the event through their
-                // gate, which orders it after the history (see `resume`).
+                // gate, which orders it after the history (see `gate`).
                 let gated = self.io.of(ns(&msg.tenant)).map(|o| o.within(gate).sockets()).unwrap_or_default();
                 for s in gated {
                     if let Some(c) = conn_of(&s) {
-                        crate::resume::offer(&self.inner, &c, &s, &msg);
+                        c.replay.offer(&s, &msg, || crate::slow::evict(&self.inner, &s));
                     }
                 }
                 let n = match delivered {

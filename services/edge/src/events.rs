@@ -146,7 +146,7 @@ async fn subscribe(
         }
     };
     join_room(inner, s, conn, room, since, false).await?;
-    crate::resume::save_session(inner, conn, false).await;
+    crate::record::save_session(inner, conn, false).await;
     Ok(json!({}))
 }
 
@@ -210,7 +210,7 @@ pub async fn join_room(
     }
     if gated {
         // The gate goes up before the room is joined, so no live event slips past it.
-        crate::resume::begin(conn, s, room);
+        conn.replay.begin(s, room);
     }
     s.join(room.to_string());
     if watches {
@@ -262,7 +262,7 @@ pub async fn join_room(
 async fn leave_local(inner: &Arc<Inner>, s: &SocketRef, conn: &Conn, room: &str) {
     s.leave(room.to_string());
     s.leave(presence_room(room));
-    crate::resume::abandon(conn, s, room);
+    conn.replay.abandon(s, room);
     if inner.local.rooms.leave(&conn.tenant, room) {
         inner.ext.metrics.rooms.get_or_create(&telemetry::tenant(&conn.tenant)).dec();
         inner.local.recent.forget(&conn.tenant, room);
@@ -325,7 +325,7 @@ async fn on_unsubscribe(
         let was = conn.rooms.lock().remove(room).is_some();
         if was {
             leave_room(&inner, &s, &conn, room).await;
-            crate::resume::save_session(&inner, &conn, false).await;
+            crate::record::save_session(&inner, &conn, false).await;
         }
         Ok(json!({}))
     }

@@ -98,7 +98,7 @@ async fn reregister_all(inner: &Arc<Inner>, io: &SocketIo) -> Result<usize, Stor
             inner.ext.store.room_subscribe(&c.tenant, room, &c.id).await?;
             inner.ext.store.presence_join(&c.tenant, room, &sub, &c.id, meta.clone()).await?;
         }
-        crate::resume::save_session(inner, &c, false).await;
+        crate::record::save_session(inner, &c, false).await;
         // A disconnect that raced these writes may have cleaned up before them: undo, so
         // that no record outlives its socket.
         if c.is_closed() {
