@@ -118,10 +118,10 @@ where
     let max_payload = engine.config.max_payload;
     let payload = {
         let InternalRx {
-            buffered_rx,
             volatile_rx,
             peeked_packet,
         } = &mut *rx;
+        let buffered_rx = &socket.internal_tx;
 
         // Prepend the packet peeked during the previous
         // polling request so it is encoded first, ahead of the newly received packets.
@@ -193,7 +193,7 @@ where
             }
             Ok(Packet::Pong | Packet::Ping) => {
                 // A full channel means that the client is already known to be alive.
-                socket.heartbeat_tx.try_send(()).ok();
+                socket.heartbeat.notify_one();
                 Ok(())
             }
             Ok(Packet::Message(msg)) => {
@@ -228,17 +228,18 @@ mod rx_stream {
 
     use futures_core::Stream;
     use pin_project_lite::pin_project;
-    use tokio::sync::{mpsc, watch};
+    use crate::queue::Queue;
+    use tokio::sync::watch;
     use tokio_util::sync::ReusableBoxFuture;
 
-    /// [`ReceiverStream`] is a stream that wraps a [`mpsc::Receiver`] by reference.
+    /// [`ReceiverStream`] is a stream that wraps a [`Queue`] by reference.
     /// Allowing to use it as a stream even if it is behind a mutex.
     pub struct ReceiverStream<'a, T> {
-        inner: &'a mut mpsc::Receiver<T>,
+        inner: &'a Queue<T>,
     }
 
     impl<'a, T> ReceiverStream<'a, T> {
-        pub fn new(inner: &'a mut mpsc::Receiver<T>) -> Self {
+        pub fn new(inner: &'a Queue<T>) -> Self {
             Self { inner }
         }
     }
@@ -246,7 +247,7 @@ mod rx_stream {
     impl<'a, T> Stream for ReceiverStream<'a, T> {
         type Item = T;
 
-        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
             self.inner.poll_recv(cx)
         }
     }
@@ -311,7 +312,7 @@ mod rx_stream {
 
     impl<'a, T: Clone + Send + Sync + 'static> EncoderStream<'a, T> {
         pub fn new(
-            rx: &'a mut mpsc::Receiver<T>,
+            rx: &'a Queue<T>,
             watch: &'a mut watch::Receiver<Option<T>>,
         ) -> Self {
             Self {

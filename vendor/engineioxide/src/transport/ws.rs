@@ -122,6 +122,7 @@ where
         .max_message_size(Some(engine.config.ws_max_message_size))
         .max_frame_size(Some(engine.config.ws_max_frame_size));
 
+    let mut heartbeat = None;
     let ws_init = move || WebSocketStream::from_raw_socket(conn, Role::Server, Some(ws_config));
     let (socket, ws) = if let Some(sid) = sid {
         match engine.get_socket(sid) {
@@ -159,15 +160,14 @@ where
 
         let mut ws = ws_init().await;
         init_handshake(socket.id, &mut ws, &engine.config).await?;
-        socket
-            .clone()
-            .spawn_heartbeat(engine.config.ping_interval, engine.config.ping_timeout);
+        // The heartbeat of a session that starts on WebSocket runs in the writer task.
+        heartbeat = Some((engine.config.ping_interval, engine.config.ping_timeout));
         (socket, ws)
     };
     let (tx, rx) = ws.split();
 
     // Pipe between websocket and internal socket channel.
-    tokio::spawn(forward_to_socket::<H, S>(socket.clone(), tx));
+    tokio::spawn(forward_to_socket::<H, S>(socket.clone(), tx, heartbeat));
 
     // pipe between internal socket channel and websocket
     match forward_to_handler(&engine, rx, &socket)
@@ -215,7 +215,7 @@ where
                 }
                 Packet::Pong | Packet::Ping => {
                     // A full channel means that the client is already known to be alive.
-                    socket.heartbeat_tx.try_send(()).ok();
+                    socket.heartbeat.notify_one();
                     Ok::<(), Error>(())
                 }
                 Packet::Message(msg) => {
@@ -251,8 +251,32 @@ where
 /// Forwards all packets waiting to be sent to the websocket
 ///
 /// The websocket stream is flushed only when the internal channel is drained
+///
+/// With `heartbeat` (interval, timeout), the socket's heartbeat job runs in this task too
+/// (instead of a task of its own), until the session is cancelled.
 async fn forward_to_socket<H: EngineIoHandler, S>(
     socket: Arc<Socket<H::Data>>,
+    tx: SplitSink<WebSocketStream<S>, Message>,
+    heartbeat: Option<(std::time::Duration, std::time::Duration)>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let writer = write_packets::<H, S>(&socket, tx);
+    let Some((interval, timeout)) = heartbeat else {
+        return writer.await;
+    };
+    tokio::pin!(writer);
+    let heartbeat = socket.heartbeat(interval, timeout);
+    tokio::pin!(heartbeat);
+    tokio::select! {
+        () = &mut writer => {}
+        // A failed heartbeat closes the session: the writer flushes the close packet and stops.
+        () = &mut heartbeat => writer.await,
+    }
+}
+
+async fn write_packets<H: EngineIoHandler, S>(
+    socket: &Arc<Socket<H::Data>>,
     mut tx: SplitSink<WebSocketStream<S>, Message>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -267,11 +291,8 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
         tracing::debug!(sid = %socket.id, "session closed before starting the ws writer");
         return;
     };
-    let InternalRx {
-        buffered_rx,
-        volatile_rx,
-        ..
-    } = &mut *internal_rx;
+    let InternalRx { volatile_rx, .. } = &mut *internal_rx;
+    let buffered_rx = &socket.internal_tx;
 
     // map a packet to a websocket message
     // It is declared as a macro rather than a closure to avoid ownership issues
@@ -316,7 +337,7 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
                         for item in packets {
                             map_fn!(item);
                         }
-                        while let Ok(packets) = buffered_rx.try_recv() {
+                        while let Some(packets) = buffered_rx.try_recv() {
                             for item in packets {
                                 map_fn!(item);
                             }
@@ -513,7 +534,7 @@ mod tests {
         let (tx, _rx) = server.split();
 
         let polling = socket.internal_rx.lock().await;
-        let writer = tokio::spawn(forward_to_socket::<StubHandler, _>(socket.clone(), tx));
+        let writer = tokio::spawn(forward_to_socket::<StubHandler, _>(socket.clone(), tx, None));
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!writer.is_finished(), "the writer should wait for the lock");
 
@@ -534,7 +555,7 @@ mod tests {
         let (tx, _rx) = server.split();
 
         let _polling = socket.internal_rx.lock().await;
-        let writer = tokio::spawn(forward_to_socket::<StubHandler, _>(socket.clone(), tx));
+        let writer = tokio::spawn(forward_to_socket::<StubHandler, _>(socket.clone(), tx, None));
         tokio::time::sleep(Duration::from_millis(20)).await;
 
         socket.cancellation_token.cancel();
