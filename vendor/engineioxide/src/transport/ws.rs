@@ -4,15 +4,18 @@
 //! Other functions are used internally to handle the websocket connection through tasks and channels
 //! and to handle upgrade from polling to ws
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use futures_util::{
-    SinkExt, StreamExt, TryStreamExt,
+    FutureExt, SinkExt, StreamExt, TryStreamExt,
     stream::{SplitSink, SplitStream},
 };
 use http::{HeaderValue, Request, Response, StatusCode, request::Parts};
 use smallvec::smallvec;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    time::Instant,
+};
 use tokio_tungstenite::{
     WebSocketStream,
     tungstenite::{
@@ -160,8 +163,13 @@ where
 
         let mut ws = ws_init().await;
         init_handshake(socket.id, &mut ws, &engine.config).await?;
-        // The heartbeat of a session that starts on WebSocket runs in the writer task.
-        heartbeat = Some((engine.config.ping_interval, engine.config.ping_timeout));
+        // The (v4) heartbeat of a session that starts on WebSocket runs in the writer task.
+        let hb = (engine.config.ping_interval, engine.config.ping_timeout);
+        if socket.protocol == ProtocolVersion::V4 {
+            heartbeat = Some(hb);
+        } else {
+            socket.clone().spawn_heartbeat(hb.0, hb.1);
+        }
         (socket, ws)
     };
     let (tx, rx) = ws.split();
@@ -252,32 +260,13 @@ where
 ///
 /// The websocket stream is flushed only when the internal channel is drained
 ///
-/// With `heartbeat` (interval, timeout), the socket's heartbeat job runs in this task too
-/// (instead of a task of its own), until the session is cancelled.
+/// With `heartbeat` (interval, timeout), this task also runs the socket's v4 heartbeat
+/// (instead of a task of its own): a ping every `interval`, and the session closed if no
+/// pong came `timeout` after it. One timer serves both deadlines.
 async fn forward_to_socket<H: EngineIoHandler, S>(
     socket: Arc<Socket<H::Data>>,
-    tx: SplitSink<WebSocketStream<S>, Message>,
-    heartbeat: Option<(std::time::Duration, std::time::Duration)>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let writer = write_packets::<H, S>(&socket, tx);
-    let Some((interval, timeout)) = heartbeat else {
-        return writer.await;
-    };
-    tokio::pin!(writer);
-    let heartbeat = socket.heartbeat(interval, timeout);
-    tokio::pin!(heartbeat);
-    tokio::select! {
-        () = &mut writer => {}
-        // A failed heartbeat closes the session: the writer flushes the close packet and stops.
-        () = &mut heartbeat => writer.await,
-    }
-}
-
-async fn write_packets<H: EngineIoHandler, S>(
-    socket: &Arc<Socket<H::Data>>,
     mut tx: SplitSink<WebSocketStream<S>, Message>,
+    heartbeat: Option<(Duration, Duration)>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -294,69 +283,69 @@ async fn write_packets<H: EngineIoHandler, S>(
     let InternalRx { volatile_rx, .. } = &mut *internal_rx;
     let buffered_rx = &socket.internal_tx;
 
-    // map a packet to a websocket message
-    // It is declared as a macro rather than a closure to avoid ownership issues
-    macro_rules! map_fn {
-            ($item:ident) => {
-                let res = match $item {
-                    Packet::Binary(bin) | Packet::BinaryV3(bin) => {
-                        if socket.protocol == ProtocolVersion::V3 {
-                            // v3 protocol requires packet type as the first byte.
-                            // This requires a new buffer. This is OK as it is only for the V3 protocol.
-                            let mut buff = Vec::with_capacity(bin.len() + 1);
-                            buff.push(0x04);
-                            buff.extend(bin);
-                            tx.feed(Message::Binary(buff.into())).await
-                        } else {
-                            tx.feed(Message::Binary(bin)).await
-                        }
-                    }
-                    // A Noop Packet maybe sent by the server to upgrade from a polling connection
-                    // In the case that the packet was not poll in time it will remain in the buffer and therefore
-                    // it should be discarded here
-                    Packet::Noop => Ok(()),
-                    _ => {
-                        let packet: String = $item.try_into().unwrap();
-                        tx.feed(Message::Text(packet.into())).await
-                    }
-                };
-                if let Err(_e) = res {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!("[sid={}] error sending packet: {}", socket.id, _e);
-                }
-            };
-        }
+    let (interval, timeout) = heartbeat.unwrap_or((Duration::MAX, Duration::MAX));
+    // The time of the last ping, and whether its pong is still awaited.
+    let mut last_ping = Instant::now();
+    let mut awaiting_pong = false;
+    let timer = tokio::time::sleep_until(last_ping.checked_add(interval).unwrap_or_else(far_future));
+    tokio::pin!(timer);
+    if heartbeat.is_some() {
+        // Some clients send the pong packet in first. If that happens, we should consume it.
+        socket.heartbeat.notified().now_or_never();
+    }
 
     // Forward buffered packets until the channel is closed or the session is cancelled.
     loop {
-        tokio::select! {
+        let packets = tokio::select! {
             biased;
-            items = buffered_rx.recv() => {
-                match items {
-                    Some(packets) => {
-                        for item in packets {
-                            map_fn!(item);
-                        }
-                        while let Some(packets) = buffered_rx.try_recv() {
-                            for item in packets {
-                                map_fn!(item);
-                            }
-                        }
-                    }
-                    None => break
-                }
-            }
+            items = buffered_rx.recv() => match items {
+                Some(packets) => Some(packets),
+                None => break,
+            },
             _ = socket.cancellation_token.cancelled() => break,
             Ok(()) = volatile_rx.changed() => {
                 let val = volatile_rx.borrow_and_update().clone();
-                if let Some(packets) = val {
+                #[cfg(feature = "tracing")]
+                tracing::debug!(sid = ?socket.id, "ws volatile flush: {:?} packets", val.as_ref().map(|p| p.len()));
+                val
+            },
+            () = socket.heartbeat.notified(), if awaiting_pong => {
+                #[cfg(feature = "tracing")]
+                tracing::trace!(sid = ?socket.id, "pong received");
+                awaiting_pong = false;
+                let next = last_ping.checked_add(interval).unwrap_or_else(far_future).max(Instant::now());
+                timer.as_mut().reset(next);
+                None
+            },
+            () = &mut timer, if heartbeat.is_some() => {
+                if awaiting_pong {
                     #[cfg(feature = "tracing")]
-                    tracing::debug!(sid = ?socket.id, "ws volatile flush: {} packets", packets.len());
-                    for item in packets {
-                        map_fn!(item);
+                    tracing::debug!(sid = ?socket.id, "heartbeat timeout");
+                    // Queues a close packet and cancels the session: it is written on the next turn.
+                    socket.close(DisconnectReason::HeartbeatTimeout);
+                    timer.as_mut().reset(far_future());
+                } else {
+                    #[cfg(feature = "tracing")]
+                    tracing::trace!(sid = ?socket.id, "emitting ping");
+                    last_ping = Instant::now();
+                    awaiting_pong = true;
+                    timer.as_mut().reset(last_ping.checked_add(timeout).unwrap_or_else(far_future));
+                    if buffered_rx.try_send(smallvec![Packet::Ping]).is_err() {
+                        socket.close(DisconnectReason::HeartbeatTimeout);
                     }
                 }
+                None
             },
+        };
+        if let Some(packets) = packets {
+            for item in packets {
+                send_packet(&socket, &mut tx, item).await;
+            }
+        }
+        while let Some(packets) = buffered_rx.try_recv() {
+            for item in packets {
+                send_packet(&socket, &mut tx, item).await;
+            }
         }
 
         #[cfg(feature = "tracing")]
@@ -369,6 +358,47 @@ async fn write_packets<H: EngineIoHandler, S>(
 
     tx.flush().await.ok();
     tx.close().await.ok();
+}
+
+/// A deadline that is never reached (about 30 years away, as tokio's own "far future").
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86400 * 365 * 30)
+}
+
+/// Maps a packet to a websocket message and feeds it to the sink (without flushing).
+async fn send_packet<D: Default + Send + Sync + 'static, S>(
+    socket: &Socket<D>,
+    tx: &mut SplitSink<WebSocketStream<S>, Message>,
+    item: Packet,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let msg = match item {
+        Packet::Binary(bin) | Packet::BinaryV3(bin) => {
+            if socket.protocol == ProtocolVersion::V3 {
+                // v3 protocol requires packet type as the first byte.
+                // This requires a new buffer. This is OK as it is only for the V3 protocol.
+                let mut buff = Vec::with_capacity(bin.len() + 1);
+                buff.push(0x04);
+                buff.extend(bin);
+                Message::Binary(buff.into())
+            } else {
+                Message::Binary(bin)
+            }
+        }
+        // A Noop Packet maybe sent by the server to upgrade from a polling connection
+        // In the case that the packet was not poll in time it will remain in the buffer and therefore
+        // it should be discarded here
+        Packet::Noop => return,
+        item => {
+            let packet: String = item.try_into().unwrap();
+            Message::Text(packet.into())
+        }
+    };
+    if let Err(_e) = tx.feed(msg).await {
+        #[cfg(feature = "tracing")]
+        tracing::debug!("[sid={}] error sending packet: {}", socket.id, _e);
+    }
 }
 /// Send a Engine.IO [`OpenPacket`] to initiate a websocket connection
 async fn init_handshake<S>(
