@@ -348,13 +348,13 @@ where
         tracing::debug!(sid = ?self.id, "heartbeat sender routine started");
 
         // The ticks of a `tokio::time::Interval` (whose timer is boxed), with an inline timer:
-        // every `interval` from now, at once after a missed tick.
+        // the first at once, then every `interval`, at once after a missed tick.
         let mut next_tick = tokio::time::Instant::now();
         // Some clients send the pong packet in first. If that happens, we should consume it.
         self.heartbeat.notified().now_or_never();
         loop {
-            next_tick = (next_tick + interval).max(tokio::time::Instant::now());
             tokio::time::sleep_until(next_tick).await;
+            next_tick += interval;
             // If we are currently upgrading we should pause the heartbeat process
             if self.is_upgrading() {
                 continue;

@@ -261,7 +261,7 @@ where
 /// The websocket stream is flushed only when the internal channel is drained
 ///
 /// With `heartbeat` (interval, timeout), this task also runs the socket's v4 heartbeat
-/// (instead of a task of its own): a ping every `interval`, and the session closed if no
+/// (instead of a task of its own): a ping at once and then every `interval`, and the session closed if no
 /// pong came `timeout` after it. One timer serves both deadlines.
 async fn forward_to_socket<H: EngineIoHandler, S>(
     socket: Arc<Socket<H::Data>>,
@@ -287,7 +287,8 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
     // The time of the last ping, and whether its pong is still awaited.
     let mut last_ping = Instant::now();
     let mut awaiting_pong = false;
-    let timer = tokio::time::sleep_until(last_ping.checked_add(interval).unwrap_or_else(far_future));
+    // As `tokio::time::Interval`, whose first tick is at once: the first ping is sent at once.
+    let timer = tokio::time::sleep_until(if heartbeat.is_some() { last_ping } else { far_future() });
     tokio::pin!(timer);
     if heartbeat.is_some() {
         // Some clients send the pong packet in first. If that happens, we should consume it.
