@@ -11,10 +11,11 @@
 # Usage: loadtest/run-local.sh [--quick] [--only s1,s2] [--targets switchboard,node]
 #                              [--cluster K] [--no-pin] [--out DIR]
 #   --quick      smoke sizes: the whole suite in under two minutes (binaries built)
-#   --only       a subset of: handshake handshake-ticket fanout fanout-max rooms churn revocation
-#                idle idle-1k idle-2k idle-5k idle-10k idle-15k idle-19k resume rolling chaos
-#                (the idle-<size> points and chaos run only when named here; plot the idle
-#                points with loadtest/plot-idle-growth.py; rolling, a rolling restart of the edges under publishing, and
+#   --only       a subset of: handshake handshake-ticket fanout fanout-max fanout-100k rooms churn
+#                revocation idle idle-1k idle-2k idle-5k idle-10k idle-15k idle-19k resume rolling
+#                chaos (the idle-<size> points and chaos run only when named here; plot the idle
+#                points with loadtest/plot-idle-growth.py; rolling, a rolling restart of the edges
+#                under publishing, and
 #                chaos, NATS/Redis/an edge killed and NATS frozen under publishing, only with
 #                --cluster)
 #   --cluster K  K Switchboard edges + an admin over Redis and NATS, and K Node processes
@@ -325,6 +326,8 @@ SUITE=(
   "handshake-ticket|handshake --ticket --conns 2000 --label handshake-ticket|handshake --ticket --conns 200 --label handshake-ticket"
   "fanout|fanout --conns 2000 --rate 20 --duration 20|fanout --conns 200 --rate 10 --duration 3"
   "fanout-max|fanout --conns 2000 --rate 400 --duration 15 --drain 5 --label fanout-max|fanout --conns 200 --rate 200 --duration 3 --label fanout-max"
+  # Issue 12's latency target: 100,000 deliveries/s (2,000 subscribers x 50 msg/s), p99 < 100 ms.
+  "fanout-100k|fanout --conns 2000 --rate 50 --duration 20 --drain 5 --label fanout-100k|fanout --conns 200 --rate 50 --duration 3 --label fanout-100k"
   "rooms|rooms --conns 5000 --rooms 500 --rate 200 --duration 20|rooms --conns 500 --rooms 50 --rate 50 --duration 3"
   "churn|churn --conns 1000 --hold-ms 5000 --rate 10 --duration 20|churn --conns 200 --hold-ms 1000 --rate 10 --duration 3"
   "revocation|revocation --conns 1000 --revocations 200 --rate 20|revocation --conns 100 --revocations 20 --rate 20"

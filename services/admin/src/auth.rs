@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::{HeaderValue, header};
 use policy::validate_tenant_id;
-use problem::Problem;
+use problem::{Code, Problem};
 use state::{Tenant, hash_secret};
 use subtle::ConstantTimeEq;
 
@@ -24,7 +24,7 @@ pub enum Caller {
 }
 
 fn unauthorized(detail: &str) -> Response {
-    let mut r = Problem::new("unauthorized", detail).into_response();
+    let mut r = Problem::of(Code::Unauthorized, detail).into_response();
     r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     r
 }
@@ -83,8 +83,8 @@ impl FromRequestParts<AdminState> for AdminOnly {
     async fn from_request_parts(parts: &mut Parts, st: &AdminState) -> Result<Self, Response> {
         match authenticate(parts, st).await? {
             Caller::Admin => Ok(AdminOnly),
-            Caller::Tenant(_) => Err(Problem::new(
-                "forbidden",
+            Caller::Tenant(_) => Err(Problem::of(
+                Code::Forbidden,
                 "a tenant API key cannot create, list or delete tenants; use the admin token",
             )
             .into_response()),
@@ -110,19 +110,21 @@ impl FromRequestParts<AdminState> for TenantAccess {
             .await
             .map_err(|_| invalid("invalid path parameter").into_response())?;
         let Some(t) = params.0.get("t") else {
-            return Err(Problem::new("internal", "route without a tenant").into_response());
+            return Err(Problem::of(Code::Internal, "route without a tenant").into_response());
         };
         if let Caller::Tenant(own) = &caller
             && own != t
         {
-            return Err(Problem::new("forbidden", "this API key belongs to another tenant").into_response());
+            return Err(
+                Problem::of(Code::Forbidden, "this API key belongs to another tenant").into_response()
+            );
         }
         if !validate_tenant_id(t) {
             return Err(invalid("tenant ids match [a-z0-9][a-z0-9-]{0,62}").into_response());
         }
         match st.store.get_tenant(t).await {
             Ok(Some(tenant)) => Ok(TenantAccess { tenant }),
-            Ok(None) => Err(Problem::new("not_found", "no such tenant").into_response()),
+            Ok(None) => Err(Problem::of(Code::NotFound, "no such tenant").into_response()),
             Err(e) => Err(store_err(e).into_response()),
         }
     }

@@ -4,7 +4,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use http::header;
 use http::request::Parts;
-use problem::Problem;
+use problem::{Code, Problem};
 use serde::de::DeserializeOwned;
 
 use crate::util::invalid;
@@ -29,11 +29,11 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
         let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         if !is_json(ct) {
-            return Err(Problem::new("unsupported_media_type", "the request body must be application/json"));
+            return Err(Problem::of(Code::UnsupportedMediaType, "the request body must be application/json"));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
-                Problem::new("payload_too_large", "the request body is too large")
+                Problem::of(Code::PayloadTooLarge, "the request body is too large")
             } else {
                 invalid("the request body could not be read")
             }

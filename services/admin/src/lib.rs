@@ -30,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use bus::Bus;
 use http::{HeaderValue, StatusCode, header};
 use policy::Secret;
-use problem::Problem;
+use problem::{Code, Problem};
 use state::Store;
 use telemetry::Metrics;
 
@@ -70,12 +70,12 @@ fn protect<S: Clone + Send + Sync + 'static>(router: axum::Router<S>) -> axum::R
 }
 
 async fn unknown_route() -> Problem {
-    Problem::new("not_found", "no such route")
+    Problem::of(Code::NotFound, "no such route")
 }
 
 fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("admin API handler panicked");
-    Problem::new("internal", "internal error").into_response()
+    Problem::of(Code::Internal, "internal error").into_response()
 }
 
 /// Counts requests by route template, method and status.
@@ -120,18 +120,18 @@ async fn problemize(req: Request, next: Next) -> Response {
         return res;
     }
     let (code, detail) = match status {
-        StatusCode::NOT_FOUND => ("not_found", "no such route"),
-        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this route does not take this method"),
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "send application/json"),
-        StatusCode::UNAUTHORIZED => ("unauthorized", "missing or invalid credentials"),
-        StatusCode::FORBIDDEN => ("forbidden", "not allowed"),
-        StatusCode::SERVICE_UNAVAILABLE => ("unavailable", "unavailable; retry"),
-        s if s.is_server_error() => ("internal", "internal error"),
-        _ => ("invalid_request", "invalid request"),
+        StatusCode::NOT_FOUND => (Code::NotFound, "no such route"),
+        StatusCode::METHOD_NOT_ALLOWED => (Code::MethodNotAllowed, "this route does not take this method"),
+        StatusCode::PAYLOAD_TOO_LARGE => (Code::PayloadTooLarge, "the request body is too large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (Code::UnsupportedMediaType, "send application/json"),
+        StatusCode::UNAUTHORIZED => (Code::Unauthorized, "missing or invalid credentials"),
+        StatusCode::FORBIDDEN => (Code::Forbidden, "not allowed"),
+        StatusCode::SERVICE_UNAVAILABLE => (Code::Unavailable, "unavailable; retry"),
+        s if s.is_server_error() => (Code::Internal, "internal error"),
+        _ => (Code::InvalidRequest, "invalid request"),
     };
     let (mut parts, _) = res.into_parts();
-    let (_, body) = Problem::new(code, detail).with_status(status).into_response().into_parts();
+    let (_, body) = Problem::of(code, detail).with_status(status).into_response().into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
     Response::from_parts(parts, body)

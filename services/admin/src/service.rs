@@ -14,7 +14,7 @@
 
 use bus::{Bus, Control};
 use policy::{Algorithm, KeyMaterial, KeyRecord, Secret, TenantPolicy, decoding_key, parse_algorithm};
-use problem::Problem;
+use problem::{Code, Problem};
 use state::{Store, StoreError, Tenant, random_token};
 
 use crate::util::{check_name, store_err, valid_kid};
@@ -65,16 +65,21 @@ pub enum ServiceError {
 
 impl ServiceError {
     /// The SPEC code this error answers with.
-    pub fn code(&self) -> &'static str {
+    pub fn kind(&self) -> Code {
         match self {
-            ServiceError::Invalid(_) => "invalid_request",
-            ServiceError::InvalidKey(_) => "invalid_key",
-            ServiceError::Conflict(_) | ServiceError::NotManaged { .. } => "conflict",
-            ServiceError::NotFound(_) => "not_found",
-            ServiceError::Managed { .. } => "managed_by_operator",
-            ServiceError::Store(e) => e.code(),
-            ServiceError::NotNotified { .. } => "unavailable",
+            ServiceError::Invalid(_) => Code::InvalidRequest,
+            ServiceError::InvalidKey(_) => Code::InvalidKey,
+            ServiceError::Conflict(_) | ServiceError::NotManaged { .. } => Code::Conflict,
+            ServiceError::NotFound(_) => Code::NotFound,
+            ServiceError::Managed { .. } => Code::ManagedByOperator,
+            ServiceError::Store(e) => e.kind(),
+            ServiceError::NotNotified { .. } => Code::Unavailable,
         }
+    }
+
+    /// [`ServiceError::kind`] as its string (logs, the operator's condition reasons).
+    pub fn code(&self) -> &'static str {
+        self.kind().as_str()
     }
 }
 
@@ -82,7 +87,7 @@ impl From<ServiceError> for Problem {
     fn from(e: ServiceError) -> Problem {
         match e {
             ServiceError::Store(e) => store_err(e),
-            e => Problem::new(e.code(), e.to_string()),
+            e => Problem::of(e.kind(), e.to_string()),
         }
     }
 }

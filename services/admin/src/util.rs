@@ -1,8 +1,8 @@
-//! Small helpers: clocks, RFC 3339 times, name checks and the mapping of store and bus
-//! failures to problems.
+//! Small helpers: clocks, RFC 3339 times, name checks as problems (the rules are
+//! `policy`'s) and store and bus failures as problems (their codes are the errors' own).
 
 use bus::{Bus, BusError, Control};
-use problem::Problem;
+use problem::{Code, Problem};
 use state::StoreError;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -33,25 +33,26 @@ pub fn rfc3339_ms(ms: i64) -> String {
 
 /// A `400 invalid_request` problem.
 pub fn invalid(detail: impl Into<String>) -> Problem {
-    Problem::new("invalid_request", detail)
+    Problem::of(Code::InvalidRequest, detail)
 }
 
 /// The problem a store failure answers with. The store's own message is logged, not sent.
 pub fn store_err(e: StoreError) -> Problem {
-    match e {
-        StoreError::NotFound => Problem::new("not_found", "not found"),
-        StoreError::Conflict => Problem::new("conflict", "already exists"),
+    let detail = match &e {
+        StoreError::NotFound => "not found",
+        StoreError::Conflict => "already exists",
         StoreError::Unavailable(msg) => {
             tracing::warn!(error = %msg, "state store unavailable");
-            Problem::new("unavailable", "the state store is unavailable; retry")
+            "the state store is unavailable; retry"
         }
-    }
+    };
+    Problem::of(e.kind(), detail)
 }
 
 /// The problem a bus failure answers with.
 pub fn bus_err(e: BusError) -> Problem {
     tracing::warn!(error = %e, "bus unavailable");
-    Problem::new(e.code(), "the message bus is unavailable; retry")
+    Problem::of(e.kind(), "the message bus is unavailable; retry")
 }
 
 /// Sends a control message after a change was saved ([`crate::service::notify`]): a
@@ -60,10 +61,10 @@ pub async fn notify(bus: &dyn Bus, c: Control, what: &str) -> Result<(), Problem
     crate::service::notify(bus, c, what).await.map_err(Problem::from)
 }
 
-/// A user id (`sub`) or token id (`jti`): 1-256 bytes, no control characters — the rule
-/// the token verifier applies, so that what is minted or revoked can also be verified.
+/// A user id (`sub`) or token id (`jti`) as `policy::valid_id_claim` has it, so that
+/// what is minted or revoked can also be verified.
 pub fn check_id_claim(field: &str, v: &str) -> Result<(), Problem> {
-    if v.is_empty() || v.len() > 256 || v.chars().any(char::is_control) {
+    if !policy::valid_id_claim(v) {
         return Err(invalid(format!("{field} must be 1-256 bytes without control characters")));
     }
     Ok(())
@@ -77,19 +78,8 @@ pub fn check_name(field: &str, v: &str) -> Result<(), Problem> {
     Ok(())
 }
 
-/// A key id: 1-128 bytes of `A-Z a-z 0-9 _ - . : =`.
-pub fn valid_kid(kid: &str) -> bool {
-    !kid.is_empty()
-        && kid.len() <= 128
-        && kid.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b':' | b'='))
-}
-
-/// An id this API generated (API keys, revocations): 1-64 bytes of `A-Z a-z 0-9 _ -`.
-pub fn valid_record_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'))
-}
+/// Key ids and the ids this API generates follow `policy`'s rules.
+pub use policy::{valid_kid, valid_record_id};
 
 #[cfg(test)]
 mod tests {

@@ -36,6 +36,13 @@
 //!
 //! Without a NATS client ([`AdapterState::local`]) the adapter is socketioxide's local
 //! adapter, so the edge has one concrete adapter type with or without a network.
+//!
+//! # Transport
+//! All IO goes through an [`AdapterTransport`] (publish, subscribe): [`NatsTransport`] in
+//! production ([`AdapterState::nats`]), [`crate::transport::MemoryTransport`] in tests
+//! ([`AdapterState::remote`] with a shared [`crate::transport::MemoryHub`]), so that what
+//! crosses nodes is tested without a NATS server. This module owns subjects, headers, the
+//! wire format and membership; the transport only moves bytes.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -46,7 +53,6 @@ use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
@@ -67,6 +73,7 @@ use socketioxide_core::{Sid, Uid};
 use tokio::sync::mpsc;
 
 use crate::nats::{NODE_TIMEOUT, escape_room};
+use crate::transport::{AdapterTransport, Headers, MessageStream, NatsTransport, TransportError};
 
 /// The header carrying the id of the request a response answers.
 pub const REQUEST_HEADER: &str = "Sb-Req";
@@ -100,8 +107,8 @@ impl Default for AdapterConfig {
     }
 }
 
-/// What every namespace's adapter of one process shares: the NATS connection (none for a
-/// single node), this node's id for logs, and the timings.
+/// What every namespace's adapter of one process shares: the transport (none for a single
+/// node), this node's id for logs, and the timings.
 #[derive(Clone, Default)]
 pub struct AdapterState {
     remote: Option<RemoteState>,
@@ -141,7 +148,7 @@ impl FullQueues {
 
 #[derive(Clone)]
 struct RemoteState {
-    client: async_nats::Client,
+    transport: Arc<dyn AdapterTransport>,
     node_id: Arc<str>,
     cfg: AdapterConfig,
 }
@@ -167,9 +174,18 @@ impl AdapterState {
 
     /// Several nodes over this NATS connection.
     pub fn nats(client: async_nats::Client, node_id: impl Into<String>, cfg: AdapterConfig) -> AdapterState {
+        AdapterState::remote(Arc::new(NatsTransport::new(client)), node_id, cfg)
+    }
+
+    /// Several nodes over any transport (a [`crate::transport::MemoryTransport`] in tests).
+    pub fn remote(
+        transport: Arc<dyn AdapterTransport>,
+        node_id: impl Into<String>,
+        cfg: AdapterConfig,
+    ) -> AdapterState {
         let node_id: String = node_id.into();
         AdapterState {
-            remote: Some(RemoteState { client, node_id: node_id.into(), cfg }),
+            remote: Some(RemoteState { transport, node_id: node_id.into(), cfg }),
             full: Arc::default(),
         }
     }
@@ -208,8 +224,10 @@ impl From<NatsAdapterError> for AdapterError {
     }
 }
 
-fn nats_err(e: impl fmt::Display) -> NatsAdapterError {
-    NatsAdapterError::Nats(e.to_string())
+impl From<TransportError> for NatsAdapterError {
+    fn from(e: TransportError) -> NatsAdapterError {
+        NatsAdapterError::Nats(e.0)
+    }
 }
 
 /// A namespace path as one subject token. The empty path (never a real namespace) gets
@@ -288,7 +306,7 @@ impl Drop for HandlerGuard {
 
 /// The network side of one namespace's adapter.
 struct RemoteNs {
-    client: async_nats::Client,
+    transport: Arc<dyn AdapterTransport>,
     node_id: Arc<str>,
     cfg: AdapterConfig,
     uid: Uid,
@@ -315,26 +333,13 @@ impl RemoteNs {
         opts.server_id.filter(|s| *s != self.uid)
     }
 
-    async fn publish(
-        &self,
-        subject: String,
-        headers: Option<HeaderMap>,
-        body: Vec<u8>,
-    ) -> Result<(), NatsAdapterError> {
-        match headers {
-            Some(h) => self.client.publish_with_headers(subject, h, body.into()).await,
-            None => self.client.publish(subject, body.into()).await,
-        }
-        .map_err(nats_err)
-    }
-
     async fn send_req(&self, req: &RequestOut<'_>, target: Option<Uid>) -> Result<(), NatsAdapterError> {
         let body = serde_json::to_vec(req)?;
         let subject = match target {
             Some(t) => node_requests_subject(&self.path, &t.to_string()),
             None => self.all.clone(),
         };
-        self.publish(subject, None, body).await
+        Ok(self.transport.publish(subject, Headers::new(), body.into()).await?)
     }
 
     /// Records a heartbeat; true if the node was not known.
@@ -417,26 +422,27 @@ pub struct NatsAdapter<E> {
 }
 
 impl<E: SocketEmitter> NatsAdapter<E> {
-    /// A broadcast to this node's sockets, one socket at a time so that a socket whose
-    /// queue is full is known by its id: it leaves every room at once and goes to
-    /// [`FullQueues`] (see there). This costs one packet encoding per socket instead of one
-    /// per broadcast. Volatile broadcasts may drop packets by definition and keep the
-    /// shared path.
+    /// A broadcast to this node's sockets, encoded once. A socket whose queue is full is
+    /// known by its id (`broadcast_reporting`, our patch to socketioxide-core, see
+    /// vendor/PATCHES.md): it leaves every room at once and goes to [`FullQueues`] (see
+    /// there). Volatile broadcasts may drop packets by definition and keep the shared path.
     fn broadcast_local(&self, packet: Packet, opts: BroadcastOptions) -> Result<(), BroadcastError> {
         if opts.has_flag(BroadcastFlags::Volatile) {
             return self.local.broadcast(packet, opts).map_err(BroadcastError::from);
         }
-        let mut errors = Vec::new();
-        for sid in self.local.sockets(opts) {
-            if let Err(mut e) = self.local.broadcast(packet.clone(), BroadcastOptions::new(sid)) {
-                if e.iter().any(|e| matches!(e, SocketError::InternalChannelFull)) {
-                    self.local.del_all(sid);
-                    self.full.push(self.local.path(), sid);
-                }
-                errors.append(&mut e);
-            }
+        let failed = self.local.broadcast_reporting(packet, opts);
+        if failed.is_empty() {
+            return Ok(());
         }
-        if errors.is_empty() { Ok(()) } else { Err(BroadcastError::Socket(errors)) }
+        let mut errors = Vec::with_capacity(failed.len());
+        for (sid, e) in failed {
+            if matches!(e, SocketError::InternalChannelFull) {
+                self.local.del_all(sid);
+                self.full.push(self.local.path(), sid);
+            }
+            errors.push(e);
+        }
+        Err(BroadcastError::Socket(errors))
     }
 
     /// The network side, unless the options say the operation is for this node only.
@@ -446,9 +452,9 @@ impl<E: SocketEmitter> NatsAdapter<E> {
 
     async fn start(self: &Arc<Self>) -> Result<(), NatsAdapterError> {
         let Some(r) = &self.remote else { return Ok(()) };
-        let all = r.client.subscribe(r.all.clone()).await.map_err(nats_err)?;
-        let mine = r.client.subscribe(r.mine.clone()).await.map_err(nats_err)?;
-        let responses = r.client.subscribe(r.responses.clone()).await.map_err(nats_err)?;
+        let all = r.transport.subscribe(r.all.clone()).await?;
+        let mine = r.transport.subscribe(r.mine.clone()).await?;
+        let responses = r.transport.subscribe(r.responses.clone()).await?;
         let weak = Arc::downgrade(self);
         let tasks = vec![
             tokio::spawn(request_loop(weak.clone(), all)),
@@ -463,11 +469,11 @@ impl<E: SocketEmitter> NatsAdapter<E> {
     }
 }
 
-async fn request_loop<E: SocketEmitter>(adapter: Weak<NatsAdapter<E>>, mut sub: async_nats::Subscriber) {
+async fn request_loop<E: SocketEmitter>(adapter: Weak<NatsAdapter<E>>, mut sub: MessageStream) {
     while let Some(m) = sub.next().await {
         let Some(this) = adapter.upgrade() else { break };
         let Some(r) = &this.remote else { break };
-        if m.headers.as_ref().is_some_and(|h| h.get(BYE_HEADER).is_some()) {
+        if m.headers.get(BYE_HEADER).is_some() {
             match std::str::from_utf8(&m.payload) {
                 Ok(uid) => r.forget(uid),
                 Err(_) => tracing::debug!("undecodable goodbye dropped"),
@@ -481,15 +487,11 @@ async fn request_loop<E: SocketEmitter>(adapter: Weak<NatsAdapter<E>>, mut sub: 
     }
 }
 
-async fn response_loop<E: SocketEmitter>(adapter: Weak<NatsAdapter<E>>, mut sub: async_nats::Subscriber) {
+async fn response_loop<E: SocketEmitter>(adapter: Weak<NatsAdapter<E>>, mut sub: MessageStream) {
     while let Some(m) = sub.next().await {
         let Some(this) = adapter.upgrade() else { break };
         let Some(r) = &this.remote else { break };
-        let id = m
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(REQUEST_HEADER))
-            .and_then(|v| Sid::from_str(v.as_str()).ok());
+        let id = m.headers.get(REQUEST_HEADER).and_then(|v| Sid::from_str(v).ok());
         let Some(id) = id else {
             tracing::debug!(ns = %r.path, "adapter response without a request id dropped");
             continue;
@@ -535,7 +537,7 @@ impl<E: SocketEmitter> CoreAdapter<E> for NatsAdapter<E> {
             let path = local.path().to_string();
             let me = uid.to_string();
             RemoteNs {
-                client: s.client.clone(),
+                transport: s.transport.clone(),
                 node_id: s.node_id.clone(),
                 cfg: s.cfg.clone(),
                 uid,
@@ -576,14 +578,14 @@ impl<E: SocketEmitter> CoreAdapter<E> for NatsAdapter<E> {
                 t.abort();
             }
             r.nodes.lock().clear();
-            let client = r.client.clone();
+            let transport = r.transport.clone();
             let subject = r.all.clone();
             let uid = r.uid.to_string();
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
                 rt.spawn(async move {
-                    let mut h = HeaderMap::new();
+                    let mut h = Headers::new();
                     h.insert(BYE_HEADER, "1");
-                    let _ = client.publish_with_headers(subject, h, uid.into()).await;
+                    let _ = transport.publish(subject, h, uid.into()).await;
                 });
             }
         }
@@ -749,13 +751,13 @@ impl<E: SocketEmitter> RemoteRequestHandler<E> for NatsAdapter<E> {
         let to = self
             .remote
             .as_ref()
-            .map(|r| (r.client.clone(), responses_subject(&r.path, &req_origin.to_string())));
+            .map(|r| (r.transport.clone(), responses_subject(&r.path, &req_origin.to_string())));
         let body = serde_json::to_vec(&res);
         async move {
-            let Some((client, subject)) = to else { return Ok(()) };
-            let mut h = HeaderMap::new();
-            h.insert(REQUEST_HEADER, req_id.to_string().as_str());
-            client.publish_with_headers(subject, h, body?.into()).await.map_err(nats_err)
+            let Some((transport, subject)) = to else { return Ok(()) };
+            let mut h = Headers::new();
+            h.insert(REQUEST_HEADER, req_id.to_string());
+            Ok(transport.publish(subject, h, body?.into()).await?)
         }
     }
 

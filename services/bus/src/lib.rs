@@ -10,6 +10,7 @@
 pub mod adapter;
 mod local;
 mod nats;
+pub mod transport;
 
 /// The wire schemas generated from `proto/switchboard/bus/v1/bus.proto`.
 #[allow(clippy::all, missing_docs)]
@@ -27,6 +28,7 @@ pub use local::LocalBus;
 pub use nats::{
     NODE_TIMEOUT, NatsBus, NatsConfig, STREAM, decode_control, decode_control_with, decode_room, escape_room,
 };
+pub use transport::{AdapterTransport, MemoryHub, MemoryTransport, NatsTransport};
 
 /// What travels to a room.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,8 +134,13 @@ pub enum BusError {
 
 impl BusError {
     /// The SPEC code.
+    pub fn kind(&self) -> policy::Code {
+        policy::Code::Unavailable
+    }
+
+    /// [`BusError::kind`] as its string.
     pub fn code(&self) -> &'static str {
-        "unavailable"
+        self.kind().as_str()
     }
 }
 

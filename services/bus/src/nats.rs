@@ -89,7 +89,7 @@ impl NatsConfig {
             require_tls: false,
             ca_file: None,
             history_max_age: Duration::from_secs(15 * 60),
-            history_max_per_room: 1000,
+            history_max_per_room: 10_000,
             history_in_memory: false,
             connect_timeout: Duration::from_secs(10),
             subscription_capacity: 64 * 1024,
@@ -301,7 +301,25 @@ impl NatsBus {
             }),
             ..Default::default()
         };
-        self.js.get_or_create_stream(config).await.map_err(unavailable)?;
+        let stream = self.js.get_or_create_stream(config.clone()).await.map_err(unavailable)?;
+        // An existing stream keeps the limits it was created with: apply ours, so that a
+        // changed `--history-seconds` or `--history-max-per-room` takes effect. (Storage
+        // cannot be changed in place; a stream on the other kind stays as it is.)
+        let have = &stream.cached_info().config;
+        if have.max_age != config.max_age || have.max_messages_per_subject != config.max_messages_per_subject
+        {
+            tracing::info!(
+                from_seconds = have.max_age.as_secs(),
+                to_seconds = config.max_age.as_secs(),
+                from_per_room = have.max_messages_per_subject,
+                to_per_room = config.max_messages_per_subject,
+                "updating the room history's limits"
+            );
+            let update = jetstream::stream::Config { storage: have.storage, ..config };
+            if let Err(e) = self.js.update_stream(update).await {
+                tracing::warn!(error = %e, "the room history's limits could not be updated; the stream's own apply");
+            }
+        }
         Ok(())
     }
 
@@ -414,13 +432,14 @@ async fn catch_up(
     before: Option<u64>,
     node: &str,
     limit: usize,
+    batch: usize,
 ) -> Vec<Message> {
     let deadline = Instant::now() + CATCH_UP_PATIENCE;
     let mut pause = Duration::from_millis(50);
     let mut out: Vec<Message> = Vec::new();
     let mut next = after + 1;
     loop {
-        match catch_up_once(js, stored, &mut next, before, node, limit, &mut out).await {
+        match catch_up_once(js, stored, &mut next, before, (node, limit, batch), &mut out).await {
             Ok(()) => break,
             Err(e) if Instant::now() + pause < deadline => {
                 tracing::debug!(error = %e, "catching up on a room: retrying");
@@ -450,27 +469,147 @@ async fn catch_up_once(
     stored: &str,
     next: &mut u64,
     before: Option<u64>,
-    node: &str,
-    limit: usize,
+    (node, limit, batch): (&str, usize, usize),
     out: &mut Vec<Message>,
 ) -> Result<(), String> {
     let stream = js.get_stream_no_info(STREAM).await.map_err(|e| e.to_string())?;
-    while out.len() < limit && before.is_none_or(|b| *next < b) {
-        match stream.direct_get_next_for_subject(stored, Some(*next)).await {
+    read_range(&stream, stored, next, before, (node, limit, batch), out)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Events read one request each before [`read_range`] switches to a consumer: a live
+/// gap is usually a handful of events, a resume often thousands.
+const DIRECT_READS: usize = 16;
+/// Events asked for per consumer fetch, unless the client library keeps fewer per
+/// subscription (`NatsConfig::subscription_capacity`): a fetch's replies arrive on a
+/// subscription, and what does not fit would be dropped.
+const FETCH_BATCH: usize = 512;
+
+/// Reads a room's stored events from `next` on, in order, until `before` (exclusive),
+/// the end of the room or `limit` events in `out`. `true` when it stopped at the end
+/// of the room (or at `before`), `false` at `limit`. `batch` is the most events one
+/// fetch may bring.
+///
+/// The first few events come from direct gets. Past those it reads through a short-lived
+/// pull consumer filtered on the room, hundreds of events per request: under a mass
+/// resume (an edge killed, its clients all resuming elsewhere) one request per event
+/// meant hundreds of thousands of round trips, and resumes that outlived the history.
+async fn read_range<I: Clone + Send + Sync + 'static>(
+    stream: &jetstream::stream::Stream<I>,
+    subj: &str,
+    next: &mut u64,
+    before: Option<u64>,
+    (node, limit, batch): (&str, usize, usize),
+    out: &mut Vec<Message>,
+) -> Result<bool, BusError> {
+    use jetstream::stream::DirectGetErrorKind;
+    let reached = |seq: u64| before.is_some_and(|b| seq >= b);
+    let mut direct = 0;
+    while direct < DIRECT_READS {
+        if out.len() >= limit {
+            return Ok(false);
+        }
+        if reached(*next) {
+            return Ok(true);
+        }
+        match stream.direct_get_next_for_subject(subj, Some(*next)).await {
             Ok(m) => {
-                *next = m.sequence + 1;
-                if before.is_some_and(|b| m.sequence >= b) {
-                    break;
+                if reached(m.sequence) {
+                    return Ok(true);
                 }
-                if let Some(msg) = decode_room(&m.payload, m.sequence, node) {
-                    out.push(msg);
+                *next = m.sequence + 1;
+                match decode_room(&m.payload, m.sequence, node) {
+                    Some(msg) => out.push(msg),
+                    None => tracing::warn!(seq = m.sequence, "undecodable stored message skipped"),
                 }
             }
-            Err(e) if e.kind() == jetstream::stream::DirectGetErrorKind::NotFound => break,
-            Err(e) => return Err(e.to_string()),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(true),
+            Err(e) => return Err(unavailable(e)),
+        }
+        direct += 1;
+    }
+    if out.len() >= limit {
+        return Ok(false);
+    }
+    if reached(*next) {
+        return Ok(true);
+    }
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            filter_subject: subj.to_string(),
+            deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence: *next },
+            ack_policy: jetstream::consumer::AckPolicy::None,
+            memory_storage: true,
+            num_replicas: 1,
+            // A backstop: the consumer is deleted when done, but a node killed meanwhile
+            // leaves it to the server to clean up.
+            inactive_threshold: Duration::from_secs(30),
+            ..Default::default()
+        })
+        .await
+        .map_err(unavailable)?;
+    let name = consumer.cached_info().name.clone();
+    let result = fetch_all(&consumer, next, &reached, (node, limit, batch), out).await;
+    let stream = stream.clone();
+    tokio::spawn(async move {
+        if let Err(e) = stream.delete_consumer(&name).await {
+            tracing::debug!(error = %e, "history consumer not deleted; it expires by itself");
+        }
+    });
+    result
+}
+
+/// The consumer half of [`read_range`].
+async fn fetch_all(
+    consumer: &jetstream::consumer::PullConsumer,
+    next: &mut u64,
+    reached: &impl Fn(u64) -> bool,
+    (node, limit, batch): (&str, usize, usize),
+    out: &mut Vec<Message>,
+) -> Result<bool, BusError> {
+    // The consumer numbers what it delivers 1, 2, …: a number skipped is an event lost on
+    // the way (the subscription overflowed), and what follows it must not be used.
+    let mut expected = 1;
+    loop {
+        let want = batch.clamp(1, FETCH_BATCH).min(limit - out.len());
+        if want == 0 {
+            return Ok(false);
+        }
+        let mut batch = consumer.fetch().max_messages(want).messages().await.map_err(unavailable)?;
+        let mut got = 0;
+        while let Some(m) = batch.next().await {
+            let m = m.map_err(unavailable)?;
+            let info = m.info().map_err(unavailable)?;
+            let (seq, pending) = (info.stream_sequence, info.pending);
+            if info.consumer_sequence != expected {
+                return Err(BusError::Unavailable(
+                    "events were lost while reading the room's history".into(),
+                ));
+            }
+            expected += 1;
+            if reached(seq) {
+                return Ok(true);
+            }
+            got += 1;
+            *next = seq + 1;
+            match decode_room(&m.payload, seq, node) {
+                Some(msg) => out.push(msg),
+                None => tracing::warn!(seq, "undecodable stored message skipped"),
+            }
+            if pending == 0 {
+                return Ok(true);
+            }
+            if out.len() >= limit {
+                return Ok(false);
+            }
+        }
+        // Nothing more was there to fetch.
+        if got == 0 {
+            return Ok(true);
         }
     }
-    Ok(())
 }
 
 /// The stream sequence and the room's previous sequence that the stream's republish
@@ -628,6 +767,7 @@ impl Bus for NatsBus {
         let js = self.js.clone();
         let stored = subject("s", tenant, room);
         let limit = self.cfg.history_max_per_room.max(1) as usize;
+        let batch = self.cfg.subscription_capacity;
         let mut reconnected = self.reconnects.clone();
         reconnected.borrow_and_update();
         let task = tokio::spawn(async move {
@@ -657,7 +797,7 @@ impl Bus for NatsBus {
                             tracing::warn!("the room stream was reset; offsets start again");
                             last = 0;
                         }
-                        catch_up(&js, &stored, last, None, &node, limit).await
+                        catch_up(&js, &stored, last, None, &node, limit, batch).await
                     }
                     m = sub.next() => {
                         let Some(m) = m else { break };
@@ -672,7 +812,7 @@ impl Bus for NatsBus {
                         // for a slow subscription): read them from the stream first, so
                         // that local subscribers get every event, in order.
                         if history && previous > last {
-                            let mut batch = catch_up(&js, &stored, last, Some(offset), &node, limit).await;
+                            let mut batch = catch_up(&js, &stored, last, Some(offset), &node, limit, batch).await;
                             batch.push(msg);
                             batch
                         } else {
@@ -715,14 +855,26 @@ impl Bus for NatsBus {
             return Ok(Replay { complete: false, messages: Vec::new(), last: 0 });
         }
         let subj = subject("s", tenant, room);
-        let stream = self.js.get_stream(STREAM).await.map_err(unavailable)?;
-        let first_global = stream.cached_info().state.first_sequence;
+        let mut stream = self.js.get_stream(STREAM).await.map_err(unavailable)?;
         // An offset beyond the stream's end comes from before a reset of the stream (or
         // from nowhere): nothing can be promised about what followed it.
         let beyond_end = after > stream.cached_info().state.last_sequence;
-        // Retention only ever removes a room's oldest events (by age across the stream,
-        // by count within the room). So if the event at `after` is still there,
-        // everything after it is too.
+        let mut messages = Vec::new();
+        let mut next = after + 1;
+        let exhausted = read_range(
+            &stream,
+            &subj,
+            &mut next,
+            None,
+            (&self.cfg.node_id, max, self.cfg.subscription_capacity),
+            &mut messages,
+        )
+        .await?;
+        // Whether anything between `after` and what was read had been removed is checked
+        // after the read, since retention may trim the room while it runs. Retention only
+        // ever removes a room's oldest events (by age across the stream, by count within
+        // the room), so if the event at `after` is still there now, everything read
+        // followed it without a gap.
         let kept = after > 0
             && match stream.direct_get(after).await {
                 Ok(m) => m.subject.as_str() == subj,
@@ -732,32 +884,18 @@ impl Bus for NatsBus {
         let whole = kept || {
             // Otherwise: nothing after `after` aged out, and the room never reached its
             // count limit.
+            let info = stream.info().await.map_err(unavailable)?.clone();
+            let first_global = info.state.first_sequence;
             let mut subjects = stream.info_with_subjects(&subj).await.map_err(unavailable)?;
             let mut count = 0u64;
             while let Some((_, n)) = subjects.try_next().await.map_err(unavailable)? {
                 count += n as u64;
             }
-            after + 1 >= first_global && (count as i64) < self.cfg.history_max_per_room
+            // The stream's own limit, which is what retention applies (another node may
+            // have set it).
+            let cap = info.config.max_messages_per_subject;
+            after + 1 >= first_global && (cap <= 0 || (count as i64) < cap)
         };
-        let mut messages = Vec::new();
-        let mut next = after + 1;
-        let mut exhausted = false;
-        while messages.len() < max {
-            match stream.direct_get_next_for_subject(subj.as_str(), Some(next)).await {
-                Ok(m) => {
-                    next = m.sequence + 1;
-                    match decode_room(&m.payload, m.sequence, &self.cfg.node_id) {
-                        Some(msg) => messages.push(msg),
-                        None => tracing::warn!(seq = m.sequence, "undecodable stored message skipped"),
-                    }
-                }
-                Err(e) if e.kind() == DirectGetErrorKind::NotFound => {
-                    exhausted = true;
-                    break;
-                }
-                Err(e) => return Err(unavailable(e)),
-            }
-        }
         let last = match messages.last() {
             Some(m) if exhausted => m.offset,
             _ => self.last_offset(tenant, room).await?,

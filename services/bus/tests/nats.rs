@@ -209,6 +209,75 @@ async fn history_replays_in_order_and_admits_gaps() {
     assert!(r.messages.is_empty() && r.complete);
 }
 
+/// A resume after a long outage reads thousands of events: they come back in batches,
+/// every one in order, and a history trimmed under the resume point is not passed off as
+/// complete.
+#[tokio::test]
+async fn a_long_history_is_read_whole_in_order_across_batches() {
+    let nats = NatsServer::start().await;
+    let mut cfg = NatsConfig::new(nats.url(), "h");
+    cfg.history_in_memory = true;
+    cfg.history_max_per_room = 1_000;
+    let bus = NatsBus::connect(cfg).await.expect("connects");
+    let mut offs = Vec::new();
+    for n in 0..1_500 {
+        offs.push(bus.publish(event("long", n)).await.expect("publish").offset);
+        if n % 3 == 0 {
+            bus.publish(event("other", n)).await.expect("publish");
+        }
+    }
+    // The room keeps its newest 1,000: offs[500..]. From offs[510], 989 events follow,
+    // more than the direct reads and more than one fetch.
+    let r = bus.history("acme", "long", offs[510], 10_000).await.expect("history");
+    assert_eq!(r.messages.iter().map(|m| m.offset).collect::<Vec<_>>(), offs[511..].to_vec());
+    assert!(
+        r.messages.iter().zip(511u64..).all(
+            |(m, n)| m.payload == Payload::Event { event: "e".into(), data: serde_json::json!({"n": n}) }
+        )
+    );
+    assert!(r.complete);
+    assert_eq!(r.last, offs[1_499]);
+
+    let r = bus.history("acme", "long", offs[510], 600).await.expect("history");
+    assert_eq!(r.messages.iter().map(|m| m.offset).collect::<Vec<_>>(), offs[511..1_111].to_vec());
+    assert!(!r.complete, "capped at 600");
+    assert_eq!(r.last, offs[1_499]);
+
+    let r = bus.history("acme", "long", offs[100], 10_000).await.expect("history");
+    assert!(!r.complete, "events after offs[100] were dropped by the per-room limit");
+}
+
+/// Nodes started with different history limits (a changed setting, a rolling upgrade):
+/// the newest applies to the stream, and every node judges completeness by the stream's
+/// limit, not its own setting, so a smaller limit set elsewhere is never a silent gap.
+#[tokio::test]
+async fn the_history_limit_in_force_is_the_streams() {
+    let nats = NatsServer::start().await;
+    let with = |id: &str, per_room: i64| {
+        let mut cfg = NatsConfig::new(nats.url(), id);
+        cfg.history_in_memory = true;
+        cfg.history_max_per_room = per_room;
+        cfg
+    };
+    let a = NatsBus::connect(with("a", 10)).await.expect("connects");
+    let b = NatsBus::connect(with("b", 3)).await.expect("connects");
+    for n in 0..8 {
+        a.publish(event("r", n)).await.expect("publish");
+    }
+    let r = a.history("acme", "r", 0, 100).await.expect("history");
+    assert_eq!(r.messages.len(), 3, "the stream keeps 3, as b set it");
+    assert!(!r.complete, "five events were dropped: a must not call this complete");
+
+    let c = NatsBus::connect(with("c", 20)).await.expect("connects");
+    let first = c.publish(event("s", 0)).await.expect("publish").offset;
+    for n in 1..15 {
+        c.publish(event("s", n)).await.expect("publish");
+    }
+    let r = b.history("acme", "s", first, 100).await.expect("history");
+    assert_eq!(r.messages.len(), 14, "the stream now keeps 20, whatever b's own setting says");
+    assert!(r.complete);
+}
+
 #[tokio::test]
 async fn credentials_are_required_when_the_server_asks_for_them() {
     let nats = NatsServer::start_with(&["--user", "sb", "--pass", "s3cret-pass"]).await;
@@ -301,7 +370,7 @@ async fn events_the_client_library_dropped_are_read_back_from_the_stream_in_orde
     b.set_interest("acme", "r", true).await.expect("interest");
 
     let mut offsets = Vec::new();
-    for n in 0..40 {
+    for n in 0..700 {
         offsets.push(a.bus.publish(event("r", n)).await.expect("publish").offset);
     }
     // Everything is stored; b's room task is stuck on the first event, so most of the
@@ -313,7 +382,7 @@ async fn events_the_client_library_dropped_are_read_back_from_the_stream_in_orde
         assert_eq!(m.payload, Payload::Event { event: "e".into(), data: serde_json::json!({"n": n}) });
     }
     // And live delivery goes on after the gap.
-    let off = a.bus.publish(event("r", 40)).await.expect("publish").offset;
+    let off = a.bus.publish(event("r", 700)).await.expect("publish").offset;
     assert_eq!(recv(&mut msgs).await.offset, off);
     assert!(msgs.try_recv().is_err(), "nothing twice");
 }

@@ -155,13 +155,14 @@ pub fn conn_of(s: &SocketRef) -> Option<Arc<Conn>> {
 
 /// Tells the client why, then disconnects it. The event and the disconnect travel in the
 /// same ordered queue, so the client sees `session_end` first.
-pub fn end_session(inner: &Inner, s: &SocketRef, code: &str, message: &str) {
+pub fn end_session(inner: &Inner, s: &SocketRef, why: policy::SessionEnd) {
+    let code = why.code().as_str();
     if let Some(c) = conn_of(s) {
-        inner.metrics.sessions_ended.get_or_create(&telemetry::tenant_code(&c.tenant, code)).inc();
+        inner.ext.metrics.sessions_ended.get_or_create(&telemetry::tenant_code(&c.tenant, code)).inc();
         // The `session.ended` webhook; the store records it only when the tenant's
         // webhooks are on, and it must not hold up the socket's ending.
         let (store, tenant, conn_id, code) =
-            (inner.store.clone(), c.tenant.clone(), c.id.clone(), code.to_string());
+            (inner.ext.store.clone(), c.tenant.clone(), c.id.clone(), code.to_string());
         let sub = c.identity.read().sub.clone();
         tokio::spawn(async move {
             if let Err(e) = store.push_hook_event(&tenant, "session.ended", &sub, &conn_id, &code).await {
@@ -169,7 +170,7 @@ pub fn end_session(inner: &Inner, s: &SocketRef, code: &str, message: &str) {
             }
         });
     }
-    match s.emit("session_end", &session_end_body(code, message)) {
+    match s.emit("session_end", &session_end_body(why)) {
         // Already closing (its disconnect handler is still running): nothing to tell.
         Ok(()) | Err(socketioxide::SendError::Socket(socketioxide::SocketError::Closed)) => {}
         Err(e) => tracing::warn!(sid = %s.id, code, error = %e, "session_end not sent"),
@@ -178,6 +179,6 @@ pub fn end_session(inner: &Inner, s: &SocketRef, code: &str, message: &str) {
 }
 
 /// The `session_end` event's payload (SPEC 3.6).
-pub fn session_end_body(code: &str, message: &str) -> serde_json::Value {
-    serde_json::json!({"code": code, "message": message})
+pub fn session_end_body(why: policy::SessionEnd) -> serde_json::Value {
+    serde_json::json!({"code": why.code().as_str(), "message": why.message()})
 }

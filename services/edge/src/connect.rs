@@ -16,13 +16,6 @@ use tracing::Instrument;
 use crate::conn::{Conn, conn_of};
 use crate::{Inner, events};
 
-/// Longest ticket accepted; real ones are 64 hex characters.
-const MAX_TICKET_BYTES: usize = 256;
-
-pub fn now_s() -> i64 {
-    bus::now_ms() / 1000
-}
-
 fn header(s: &SocketRef, name: http::HeaderName) -> Option<&str> {
     s.req_parts().headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -38,7 +31,12 @@ pub async fn not_a_tenant(
     io: SocketIo,
     State(inner): State<Arc<Inner>>,
 ) -> Result<(), Refusal> {
-    inner.metrics.handshakes.get_or_create(&telemetry::tenant_code("", Refusal::UnknownTenant.code())).inc();
+    inner
+        .ext
+        .metrics
+        .handshakes
+        .get_or_create(&telemetry::tenant_code("", Refusal::UnknownTenant.code()))
+        .inc();
     if s.ns() != "/" {
         io.delete_ns(s.ns());
     }
@@ -86,7 +84,7 @@ pub async fn authorize(
             "refused"
         }
     };
-    inner.metrics.handshake_seconds.get_or_create(&telemetry::label("outcome", outcome)).observe(
+    inner.ext.metrics.handshake_seconds.get_or_create(&telemetry::label("outcome", outcome)).observe(
         started.elapsed().as_secs_f64(),
         telemetry::exemplar(&span),
         None,
@@ -99,7 +97,7 @@ pub async fn authorize(
             // events that arrive before their handler exists.
             s.on_disconnect(on_disconnect);
             events::register(&s);
-            inner.metrics.handshakes.get_or_create(&telemetry::tenant_code(&tenant, "accepted")).inc();
+            inner.ext.metrics.handshakes.get_or_create(&telemetry::tenant_code(&tenant, "accepted")).inc();
             tracing::debug!(
                 tenant,
                 sub = identity.sub,
@@ -111,9 +109,9 @@ pub async fn authorize(
             // Only tenants that exist get a label: any other name is the client's
             // choice and must not create metric series.
             let label = if known { tenant.as_str() } else { "" };
-            inner.metrics.handshakes.get_or_create(&telemetry::tenant_code(label, r.code())).inc();
+            inner.ext.metrics.handshakes.get_or_create(&telemetry::tenant_code(label, r.code())).inc();
             if known {
-                inner.stats.add(&tenant, |d| d.handshakes_refused += 1);
+                inner.local.stats.add(&tenant, |d| d.handshakes_refused += 1);
             } else if *r == Refusal::UnknownTenant && io.of(s.ns()).is_none_or(|ns| ns.sockets().is_empty()) {
                 // socketioxide keeps a namespace for every path a client asked for;
                 // forget made-up ones so that they cannot pile up. Only a tenant known
@@ -136,25 +134,30 @@ async fn decide(
     inner: &Arc<Inner>,
     known: &mut bool,
 ) -> Result<Identity, Refusal> {
-    if inner.draining.load(Ordering::SeqCst) {
+    if inner.local.draining.load(Ordering::SeqCst) {
         return Err(Refusal::Unavailable);
     }
     if !policy::validate_tenant_id(tenant) {
         return Err(Refusal::UnknownTenant);
     }
     let parts = s.req_parts();
-    let now_ms = bus::now_ms() as u64;
+    let now_ms = crate::clock::now_ms() as u64;
     if let Some(ip) =
         parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())
-        && !inner.limits.per_ip.allow(&ip, now_ms)
+        && !inner.local.limits.per_ip.allow(&ip, now_ms)
     {
         return Err(Refusal::RateLimited);
     }
     // Tenant limits apply only to tenants that exist, so made-up names cannot fill the map.
-    let ctx =
-        inner.tenants.get(tenant).await.map_err(|_| Refusal::Unavailable)?.ok_or(Refusal::UnknownTenant)?;
+    let ctx = inner
+        .local
+        .tenants
+        .get(tenant)
+        .await
+        .map_err(|_| Refusal::Unavailable)?
+        .ok_or(Refusal::UnknownTenant)?;
     *known = true;
-    if !inner.limits.per_tenant.allow(&tenant.to_string(), now_ms) {
+    if !inner.local.limits.per_tenant.allow(&tenant.to_string(), now_ms) {
         return Err(Refusal::RateLimited);
     }
     let cookies: Vec<&str> =
@@ -169,11 +172,12 @@ async fn decide(
     };
     let decided = std::time::Instant::now();
     policy::check_origin(&ctx.tenant.policy, req.origin)?;
-    let now = now_s();
+    let now = crate::clock::now_s();
     let credential = policy::find_credential(&ctx.tenant.policy, &req)?;
     // A JWKS tenant may have rotated in a key this edge has not seen yet.
     let ctx = match &credential {
         Credential::Token { token, .. } if !ctx.jwks_urls.is_empty() => inner
+            .local
             .tenants
             .get_for_kid(tenant, policy::token_kid(token).as_deref())
             .await
@@ -185,63 +189,45 @@ async fn decide(
     let identity = match credential {
         Credential::Token { source, token } => {
             let id = policy::verify_token(&token, tenant, &ctx.ring, pol, source, now);
-            inner.metrics.policy_seconds.observe(decided.elapsed().as_secs_f64());
+            inner.ext.metrics.policy_seconds.observe(decided.elapsed().as_secs_f64());
             id?
         }
         Credential::Ticket(t) => {
-            if t.len() > MAX_TICKET_BYTES {
-                return Err(Refusal::TicketInvalid);
-            }
-            let g = inner.store.take_ticket(tenant, &t).await.map_err(|_| Refusal::Unavailable)?;
-            let g = g.ok_or(Refusal::TicketInvalid)?;
-            if g.exp <= now {
-                return Err(Refusal::TokenExpired);
-            }
-            Identity {
-                sub: g.sub,
-                jti: g.jti,
-                iat: g.iat,
-                exp: g.exp,
-                caps: g.caps,
-                meta: g.meta,
-                source: policy::CredentialSource::Ticket,
-            }
+            policy::check_ticket(&t)?;
+            let g = inner.ext.store.take_ticket(tenant, &t).await.map_err(|_| Refusal::Unavailable)?;
+            policy::ticket_identity(g, now)?
         }
     };
-    if ctx.revocations.iter().any(|r| r.matches(&identity)) {
-        return Err(Refusal::TokenRevoked);
-    }
+    policy::check_revocations(&ctx.revocations, &identity)?;
     let record = ConnRecord {
         id: s.id.to_string(),
         sub: identity.sub.clone(),
         node: inner.cfg.node_id.clone(),
         transport: format!("{:?}", s.transport_type()).to_lowercase(),
-        connected_at: bus::now_ms(),
+        connected_at: crate::clock::now_ms(),
     };
-    let admitted = match inner
+    let count = match inner
+        .ext
         .store
         .open_connection(tenant, record, pol.max_connections, pol.max_connections_per_user)
         .await
     {
-        Ok(a) => a,
-        // Without the store the limits cannot be counted; a verified token still gets in
-        // rather than the whole tenant going dark while Redis restarts.
+        Ok(a) => policy::Count::Counted(a),
         Err(e) => {
             tracing::warn!(tenant, error = %e, "connection not registered: store unavailable; limits not enforced");
-            // Written once the store is back, so that listings and limits count it.
-            crate::register::request(inner);
-            true
+            policy::Count::Unreachable
         }
     };
-    if !admitted {
-        return Err(Refusal::OverCapacity);
+    if policy::admit(count)? == policy::Admitted::Unregistered {
+        // Written once the store is back, so that listings and limits count it.
+        crate::register::request(inner);
     }
     let conn = Conn::new(
         tenant.to_string(),
         s.id,
         random_token(16),
         identity.clone(),
-        bus::now_ms() as u64,
+        crate::clock::now_ms() as u64,
         pol.publish_rate_per_second,
     );
     *conn.resume.lock() = auth.as_ref().and_then(crate::resume::Resume::parse);
@@ -258,8 +244,8 @@ pub async fn on_connect(s: SocketRef, State(inner): State<Arc<Inner>>) {
         return;
     };
     let exp = conn.identity.read().exp;
-    inner.expiry.schedule(exp, s.ns(), s.id);
-    inner.metrics.connections.get_or_create(&telemetry::tenant(&conn.tenant)).inc();
+    inner.local.expiry.schedule(exp, s.ns(), s.id);
+    inner.ext.metrics.connections.get_or_create(&telemetry::tenant(&conn.tenant)).inc();
     // The connect handler holds the socket's first turn: events the client sent right
     // after the ack wait until the session is set up (or resumed).
     let (conn, _turn) = conn.first_turn().turn().await;
@@ -272,16 +258,16 @@ async fn on_disconnect(s: SocketRef, State(inner): State<Arc<Inner>>, _reason: D
     // queued, so that none of them re-adds a room after it (no ghosts in presence).
     conn.closed.store(true, std::sync::atomic::Ordering::SeqCst);
     let (conn, _turn) = conn.next_turn().turn().await;
-    inner.metrics.connections.get_or_create(&telemetry::tenant(&conn.tenant)).dec();
+    inner.ext.metrics.connections.get_or_create(&telemetry::tenant(&conn.tenant)).dec();
     let exp = conn.identity.read().exp;
-    inner.expiry.cancel(exp, s.ns(), s.id);
+    inner.local.expiry.cancel(exp, s.ns(), s.id);
     // The session outlives the socket by the tenant's recovery window, with its rooms.
     crate::resume::save_session(&inner, &conn, true).await;
     let rooms: Vec<String> = conn.rooms.lock().drain().map(|(r, _)| r).collect();
     for room in rooms {
         events::leave_room(&inner, &s, &conn, &room).await;
     }
-    if let Err(e) = inner.store.close_connection(&conn.tenant, &conn.id).await {
+    if let Err(e) = inner.ext.store.close_connection(&conn.tenant, &conn.id).await {
         tracing::warn!(tenant = conn.tenant, error = %e, "closing the connection record failed");
     }
 }

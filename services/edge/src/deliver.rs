@@ -10,51 +10,15 @@ use crate::SocketRef;
 use async_trait::async_trait;
 use bus::{Control, ControlMeta, Message, Payload, Sink};
 use parking_lot::Mutex;
+use policy::SessionEnd;
 use serde_json::json;
 use state::StatsDelta;
 use tracing::Instrument;
 
 use crate::Inner;
 use crate::conn::{conn_of, end_session};
-use crate::events::presence_room;
-
-/// How many local sockets subscribe to each room, so that the bus is told when this node
-/// starts and stops needing a room.
-#[derive(Default)]
-pub struct LocalRooms {
-    map: Mutex<HashMap<(String, String), u32>>,
-}
-
-impl LocalRooms {
-    /// Counts a local subscriber in; true when it is the room's first on this node.
-    pub fn join(&self, tenant: &str, room: &str) -> bool {
-        let mut m = self.map.lock();
-        let n = m.entry((tenant.to_string(), room.to_string())).or_insert(0);
-        *n += 1;
-        *n == 1
-    }
-
-    /// Counts a local subscriber out; true when it was the room's last on this node.
-    pub fn leave(&self, tenant: &str, room: &str) -> bool {
-        let mut m = self.map.lock();
-        let key = (tenant.to_string(), room.to_string());
-        match m.get_mut(&key) {
-            Some(n) if *n > 1 => {
-                *n -= 1;
-                false
-            }
-            Some(_) => {
-                m.remove(&key);
-                true
-            }
-            None => false,
-        }
-    }
-
-    pub fn count(&self, tenant: &str, room: &str) -> u32 {
-        self.map.lock().get(&(tenant.to_string(), room.to_string())).copied().unwrap_or(0)
-    }
-}
+use crate::rooms::presence_room;
+use crate::tasks::TaskGuard;
 
 /// Per-tenant counters, added to the store once a second rather than per message.
 #[derive(Default)]
@@ -76,13 +40,13 @@ impl StatsBuffer {
     }
 }
 
-pub fn spawn_stats_flush(inner: Arc<Inner>) {
-    tokio::spawn(async move {
+pub fn spawn_stats_flush(tasks: &TaskGuard, inner: Arc<Inner>) {
+    tasks.spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
-            for (tenant, d) in inner.stats.take() {
-                if let Err(e) = inner.store.add_stats(&tenant, d).await {
+            for (tenant, d) in inner.local.stats.take() {
+                if let Err(e) = inner.ext.store.add_stats(&tenant, d).await {
                     tracing::debug!(tenant, error = %e, "stats flush failed; counts dropped");
                 }
             }
@@ -145,27 +109,32 @@ impl Sink for EdgeSink {
         telemetry::otel::set_remote_parent(&span, &meta.trace);
         self.act(c).instrument(span).await;
         if meta.sent_ms > 0 {
-            let secs = (bus::now_ms() - meta.sent_ms).max(0) as f64 / 1000.0;
-            self.inner.metrics.control_seconds.get_or_create(&telemetry::label("kind", kind)).observe(secs);
+            let secs = (crate::clock::now_ms() - meta.sent_ms).max(0) as f64 / 1000.0;
+            self.inner
+                .ext
+                .metrics
+                .control_seconds
+                .get_or_create(&telemetry::label("kind", kind))
+                .observe(secs);
         }
     }
 }
 
 impl EdgeSink {
     async fn fan_out(&self, msg: Arc<Message>) {
-        self.inner.metrics.bus_received.get_or_create(&telemetry::tenant(&msg.tenant)).inc();
-        let since_publish = || (bus::now_ms() - msg.ts).max(0) as f64 / 1000.0;
-        self.inner.metrics.bus_lag_seconds.observe(since_publish());
+        self.inner.ext.metrics.bus_received.get_or_create(&telemetry::tenant(&msg.tenant)).inc();
+        let since_publish = || (crate::clock::now_ms() - msg.ts).max(0) as f64 / 1000.0;
+        self.inner.ext.metrics.bus_lag_seconds.observe(since_publish());
         let Some(op) = self.io.of(ns(&msg.tenant)) else { return };
         match &msg.payload {
             Payload::Event { event, data } => {
                 let meta = event_meta(&msg);
                 let gate = crate::resume::gate_room(&msg.room);
-                let local = self.inner.rooms.count(&msg.tenant, &msg.room);
+                let local = self.inner.local.rooms.count(&msg.tenant, &msg.room);
                 if local == 0 {
                     return;
                 }
-                self.inner.recent.record(&msg);
+                self.inner.local.recent.record(&msg);
                 // The publisher's own socket, when it is here and did not ask for echo:
                 // broadcasting from it excludes it.
                 let sender = (!msg.echo)
@@ -203,7 +172,7 @@ impl EdgeSink {
                     Err(socketioxide::BroadcastError::Socket(errors)) => {
                         let dropped = errors.len() as u64;
                         let label = telemetry::tenant(&msg.tenant);
-                        self.inner.metrics.deliveries_dropped.get_or_create(&label).inc_by(dropped);
+                        self.inner.ext.metrics.deliveries_dropped.get_or_create(&label).inc_by(dropped);
                         tracing::debug!(
                             tenant = msg.tenant,
                             dropped,
@@ -216,14 +185,14 @@ impl EdgeSink {
                         return;
                     }
                 };
-                self.inner.metrics.messages_out.get_or_create(&telemetry::tenant(&msg.tenant)).inc_by(n);
-                self.inner.metrics.delivery_seconds.observe(
+                self.inner.ext.metrics.messages_out.get_or_create(&telemetry::tenant(&msg.tenant)).inc_by(n);
+                self.inner.ext.metrics.delivery_seconds.observe(
                     since_publish(),
                     telemetry::exemplar(&tracing::Span::current()),
                     None,
                 );
                 tracing::Span::current().record("recipients", n);
-                self.inner.stats.add(&msg.tenant, |s| s.messages_out += n);
+                self.inner.local.stats.add(&msg.tenant, |s| s.messages_out += n);
             }
             Payload::PresenceJoin { sub, meta } | Payload::PresenceLeave { sub, meta } => {
                 let event = if matches!(msg.payload, Payload::PresenceJoin { .. }) {
@@ -240,11 +209,13 @@ impl EdgeSink {
     async fn act(&self, c: Control) {
         match c {
             Control::Revoked { tenant, revocation } => {
-                self.inner.tenants.invalidate(&tenant);
+                self.inner.local.tenants.invalidate(&tenant);
                 for s in self.sockets(&tenant) {
-                    let hit = conn_of(&s).is_some_and(|c| revocation.matches(&c.identity.read()));
+                    let hit = conn_of(&s).is_some_and(|c| {
+                        policy::is_revoked(std::slice::from_ref(&revocation), &c.identity.read())
+                    });
                     if hit {
-                        end_session(&self.inner, &s, "token_revoked", "the token was revoked");
+                        end_session(&self.inner, &s, SessionEnd::TokenRevoked);
                     }
                 }
             }
@@ -254,19 +225,19 @@ impl EdgeSink {
             Control::Kick { tenant, sub } => {
                 for s in self.sockets(&tenant) {
                     if conn_of(&s).is_some_and(|c| c.identity.read().sub == sub) {
-                        end_session(&self.inner, &s, "kicked", "the session was ended by the tenant");
+                        end_session(&self.inner, &s, SessionEnd::Kicked);
                     }
                 }
             }
             Control::TenantChanged { tenant } => {
-                self.inner.tenants.invalidate(&tenant);
+                self.inner.local.tenants.invalidate(&tenant);
                 // A changed hook (URL, patterns, secret) answers afresh.
-                self.inner.subscribe_hooks.forget(&tenant);
+                self.inner.ext.subscribe_hooks.forget(&tenant);
             }
             Control::TenantDeleted { tenant } => {
-                self.inner.tenants.invalidate(&tenant);
+                self.inner.local.tenants.invalidate(&tenant);
                 for s in self.sockets(&tenant) {
-                    end_session(&self.inner, &s, "tenant_deleted", "the tenant was deleted");
+                    end_session(&self.inner, &s, SessionEnd::TenantDeleted);
                 }
             }
         }

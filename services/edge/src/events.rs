@@ -12,8 +12,9 @@ use socketioxide::extract::{State, TryData};
 use tracing::Instrument;
 
 use crate::Inner;
+use crate::clock::now_s;
 use crate::conn::{Conn, Ordered};
-use crate::connect::now_s;
+use crate::rooms::presence_room;
 
 pub fn register(s: &SocketRef) {
     s.on("subscribe", on_subscribe);
@@ -76,6 +77,7 @@ fn answer_with(
         }
         Err(e) => {
             inner
+                .ext
                 .metrics
                 .event_errors
                 .get_or_create(&vec![
@@ -101,11 +103,6 @@ fn room_of(d: &Result<Value, impl std::fmt::Debug>) -> Result<&str, EventError> 
 
 fn allowed(conn: &Conn, room: &str, right: Right) -> Result<(), EventError> {
     if conn.identity.read().caps.allows(room, right) { Ok(()) } else { Err(EventError::Forbidden) }
-}
-
-/// The socketioxide room of presence watchers of `room`.
-pub fn presence_room(room: &str) -> String {
-    format!("~p:{room}")
 }
 
 async fn on_subscribe(
@@ -141,7 +138,7 @@ async fn subscribe(
     ask_hook(inner, conn, room, why).await?;
     // Where this subscription's history starts, read before joining so that every event
     // delivered live has a later offset.
-    let since = match inner.bus.last_offset(&conn.tenant, room).await {
+    let since = match inner.ext.bus.last_offset(&conn.tenant, room).await {
         Ok(o) => o,
         Err(e) => {
             tracing::warn!(tenant = conn.tenant, error = %e, "subscribe: bus unavailable");
@@ -161,7 +158,7 @@ async fn ask_hook(
     room: &str,
     why: &mut Option<String>,
 ) -> Result<(), EventError> {
-    let ctx = inner.tenants.get(&conn.tenant).await.map_err(|_| EventError::Unavailable)?;
+    let ctx = inner.local.tenants.get(&conn.tenant).await.map_err(|_| EventError::Unavailable)?;
     let Some(hook) =
         ctx.as_ref().and_then(|c| c.tenant.policy.subscribe_hook.as_ref()).filter(|h| h.covers(room))
     else {
@@ -178,7 +175,7 @@ async fn ask_hook(
         meta: meta.as_ref(),
         connection_id: &conn.id,
     };
-    match inner.subscribe_hooks.check(hook, req).await {
+    match inner.ext.subscribe_hooks.check(hook, req).await {
         hooks::Decision::Allow => Ok(()),
         hooks::Decision::Deny(reason) => {
             *why = Some(reason);
@@ -205,9 +202,9 @@ pub async fn join_room(
         let id = conn.identity.read();
         (id.sub.clone(), id.meta.clone(), id.caps.allows(room, Right::Presence))
     };
-    if inner.rooms.join(&conn.tenant, room) {
-        inner.metrics.rooms.get_or_create(&telemetry::tenant(&conn.tenant)).inc();
-        if let Err(e) = inner.bus.set_interest(&conn.tenant, room, true).await {
+    if inner.local.rooms.join(&conn.tenant, room) {
+        inner.ext.metrics.rooms.get_or_create(&telemetry::tenant(&conn.tenant)).inc();
+        if let Err(e) = inner.ext.bus.set_interest(&conn.tenant, room, true).await {
             tracing::warn!(tenant = conn.tenant, error = %e, "bus interest failed");
         }
     }
@@ -220,19 +217,25 @@ pub async fn join_room(
         s.join(presence_room(room));
     }
     let store = async {
-        inner.store.room_subscribe(&conn.tenant, room, &conn.id).await?;
-        inner.store.presence_join(&conn.tenant, room, &sub, &conn.id, meta.clone()).await
+        inner.ext.store.room_subscribe(&conn.tenant, room, &conn.id).await?;
+        inner.ext.store.presence_join(&conn.tenant, room, &sub, &conn.id, meta.clone()).await
     };
     match store.await {
         Ok(change) => {
             let policy_max = inner
+                .local
                 .tenants
                 .get(&conn.tenant)
                 .await
                 .ok()
                 .flatten()
                 .map(|c| c.tenant.policy.presence_events_max_members);
-            if change.user_changed && change.members <= u64::from(policy_max.unwrap_or(0)) {
+            if policy::presence_event(
+                policy::PresenceChange::Join,
+                change.user_changed,
+                change.members,
+                policy_max,
+            ) {
                 let p = Publish {
                     tenant: conn.tenant.clone(),
                     room: room.to_string(),
@@ -242,7 +245,7 @@ pub async fn join_room(
                     echo: true,
                     trace: telemetry::otel::current_context(),
                 };
-                let _ = inner.bus.publish(p).await;
+                let _ = inner.ext.bus.publish(p).await;
             }
             Ok(())
         }
@@ -260,10 +263,10 @@ async fn leave_local(inner: &Arc<Inner>, s: &SocketRef, conn: &Conn, room: &str)
     s.leave(room.to_string());
     s.leave(presence_room(room));
     crate::resume::abandon(conn, s, room);
-    if inner.rooms.leave(&conn.tenant, room) {
-        inner.metrics.rooms.get_or_create(&telemetry::tenant(&conn.tenant)).dec();
-        inner.recent.forget(&conn.tenant, room);
-        if let Err(e) = inner.bus.set_interest(&conn.tenant, room, false).await {
+    if inner.local.rooms.leave(&conn.tenant, room) {
+        inner.ext.metrics.rooms.get_or_create(&telemetry::tenant(&conn.tenant)).dec();
+        inner.local.recent.forget(&conn.tenant, room);
+        if let Err(e) = inner.ext.bus.set_interest(&conn.tenant, room, false).await {
             tracing::warn!(tenant = conn.tenant, error = %e, "bus interest failed");
         }
     }
@@ -277,18 +280,21 @@ pub async fn leave_room(inner: &Arc<Inner>, s: &SocketRef, conn: &Conn, room: &s
         let id = conn.identity.read();
         (id.sub.clone(), id.meta.clone())
     };
-    let _ = inner.store.room_unsubscribe(&conn.tenant, room, &conn.id).await;
-    match inner.store.presence_leave(&conn.tenant, room, &sub, &conn.id).await {
+    let _ = inner.ext.store.room_unsubscribe(&conn.tenant, room, &conn.id).await;
+    match inner.ext.store.presence_leave(&conn.tenant, room, &sub, &conn.id).await {
+        // Only a user's last connection leaving can be announced: the tenant is not read
+        // for the others.
         Ok(change) if change.user_changed => {
             let max = inner
+                .local
                 .tenants
                 .get(&conn.tenant)
                 .await
                 .ok()
                 .flatten()
                 .map(|c| c.tenant.policy.presence_events_max_members);
-            // The member count before this leave decides, as it did for the join.
-            if change.members < u64::from(max.unwrap_or(0)) {
+            if policy::presence_event(policy::PresenceChange::Leave, change.user_changed, change.members, max)
+            {
                 let p = Publish {
                     tenant: conn.tenant.clone(),
                     room: room.to_string(),
@@ -298,7 +304,7 @@ pub async fn leave_room(inner: &Arc<Inner>, s: &SocketRef, conn: &Conn, room: &s
                     echo: true,
                     trace: telemetry::otel::current_context(),
                 };
-                let _ = inner.bus.publish(p).await;
+                let _ = inner.ext.bus.publish(p).await;
             }
         }
         Ok(_) => {}
@@ -363,6 +369,7 @@ async fn publish(
     };
     allowed(conn, &room, Right::Publish)?;
     let ctx = inner
+        .local
         .tenants
         .get(&conn.tenant)
         .await
@@ -374,7 +381,7 @@ async fn publish(
     if serde_json::to_writer(&mut size, &data).is_err() || size.0 > pol.max_message_bytes {
         return Err(EventError::PayloadTooLarge);
     }
-    if !conn.bucket.lock().try_take(pol.publish_rate_per_second, bus::now_ms() as u64) {
+    if !conn.bucket.lock().try_take(pol.publish_rate_per_second, crate::clock::now_ms() as u64) {
         return Err(EventError::RateLimited);
     }
     let echo = body.get("echo").and_then(Value::as_bool).unwrap_or(false);
@@ -389,9 +396,9 @@ async fn publish(
         // Deliveries on every node join this publish's trace.
         trace: telemetry::otel::current_context(),
     };
-    let out = inner.bus.publish(p).await.map_err(|_| EventError::Unavailable)?;
-    inner.metrics.messages_in.get_or_create(&telemetry::tenant(&conn.tenant)).inc();
-    inner.stats.add(&conn.tenant, |s| s.messages_in += 1);
+    let out = inner.ext.bus.publish(p).await.map_err(|_| EventError::Unavailable)?;
+    inner.ext.metrics.messages_in.get_or_create(&telemetry::tenant(&conn.tenant)).inc();
+    inner.local.stats.add(&conn.tenant, |s| s.messages_in += 1);
     Ok(json!({"id": out.id, "offset": out.offset.to_string()}))
 }
 
@@ -405,7 +412,8 @@ async fn on_presence(
     let r = async {
         let room = room_of(&d)?;
         allowed(&conn, room, Right::Presence)?;
-        let members = inner.store.presence(&conn.tenant, room).await.map_err(|_| EventError::Unavailable)?;
+        let members =
+            inner.ext.store.presence(&conn.tenant, room).await.map_err(|_| EventError::Unavailable)?;
         Ok(json!({"members": members}))
     }
     .await;
@@ -422,37 +430,32 @@ async fn on_refresh(State(inner): State<Arc<Inner>>, TryData(d): TryData<Value>,
             .and_then(Value::as_str)
             .ok_or(EventError::InvalidToken)?;
         let ctx = inner
+            .local
             .tenants
             .get(&conn.tenant)
             .await
             .map_err(|_| EventError::Unavailable)?
             .ok_or(EventError::Unavailable)?;
-        let fresh = policy::verify_token(
+        let current = conn.identity.read().clone();
+        let fresh = policy::refresh(
+            &current,
             token,
             &conn.tenant,
             &ctx.ring,
             &ctx.tenant.policy,
-            policy::CredentialSource::Auth,
+            &ctx.revocations,
             now_s(),
         )?;
-        if fresh.sub != conn.identity.read().sub {
-            return Err(EventError::InvalidToken);
-        }
-        if ctx.revocations.iter().any(|r| r.matches(&fresh)) {
-            return Err(EventError::TokenRevoked);
-        }
         let exp = fresh.exp;
         let old = {
             let mut id = conn.identity.write();
             let old = id.exp;
-            // The socket keeps its source; the new token brings new `exp`, `caps`, `meta`.
-            let source = id.source;
-            *id = policy::Identity { source, ..fresh };
+            *id = fresh;
             old
         };
         let ns = format!("/{}", conn.tenant);
-        inner.expiry.cancel(old, &ns, conn.sid);
-        inner.expiry.schedule(exp, &ns, conn.sid);
+        inner.local.expiry.cancel(old, &ns, conn.sid);
+        inner.local.expiry.schedule(exp, &ns, conn.sid);
         Ok(json!({"exp": exp}))
     }
     .await;

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::SocketIo;
+use crate::tasks::TaskGuard;
 use parking_lot::Mutex;
 use socketioxide::socket::Sid;
 
 use crate::Inner;
+use crate::clock::now_s;
 use crate::conn::{conn_of, end_session};
-use crate::connect::now_s;
 
 /// Entries are `(exp, namespace, socket id)`, ordered by `exp`.
 #[derive(Default)]
@@ -48,22 +49,22 @@ impl ExpiryQueue {
     }
 }
 
-pub fn spawn(inner: Arc<Inner>, io: SocketIo) {
-    tokio::spawn(async move {
+pub fn spawn(tasks: &TaskGuard, inner: Arc<Inner>, io: SocketIo) {
+    tasks.spawn(async move {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             // `exp` is the first second the token is no longer valid.
             let now = now_s();
-            for (exp, ns, sid) in inner.expiry.due(now) {
+            for (exp, ns, sid) in inner.local.expiry.due(now) {
                 let Some(s) = io.of(&ns).and_then(|op| op.get_socket(sid)) else { continue };
                 let Some(conn) = conn_of(&s) else { continue };
                 // A refresh moved `exp`: its own entry is in the set.
                 if conn.identity.read().exp != exp {
                     continue;
                 }
-                end_session(&inner, &s, "token_expired", "the token expired; reconnect with a fresh one");
+                end_session(&inner, &s, policy::SessionEnd::TokenExpired);
             }
         }
     });

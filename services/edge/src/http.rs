@@ -12,10 +12,10 @@ use axum::{Json, Router};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use policy::Refusal;
 use problem::Problem;
-use state::{TicketGrant, random_token};
+use state::random_token;
 
 use crate::Inner;
-use crate::connect::now_s;
+use crate::clock::now_s;
 
 pub fn router(inner: Arc<Inner>) -> Router {
     Router::new()
@@ -27,13 +27,13 @@ pub fn router(inner: Arc<Inner>) -> Router {
 }
 
 async fn readyz(State(inner): State<Arc<Inner>>) -> Response {
-    if inner.draining.load(Ordering::SeqCst) {
+    if inner.local.draining.load(Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response();
     }
-    if let Err(e) = inner.store.ping().await {
+    if let Err(e) = inner.ext.store.ping().await {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("state store: {e}")).into_response();
     }
-    if let Err(e) = inner.bus.ping().await {
+    if let Err(e) = inner.ext.bus.ping().await {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("bus: {e}")).into_response();
     }
     "ready".into_response()
@@ -42,7 +42,7 @@ async fn readyz(State(inner): State<Arc<Inner>>) -> Response {
 async fn metrics(State(inner): State<Arc<Inner>>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        inner.metrics.encode(),
+        inner.ext.metrics.encode(),
     )
         .into_response()
 }
@@ -93,57 +93,37 @@ pub async fn own_head(mut req: Request) -> Request {
 /// Where socketioxide serves Socket.IO (its default, which the edge keeps).
 const SOCKET_IO_PATH: &str = "/socket.io/";
 
-fn refusal(r: Refusal) -> Problem {
-    Problem::new(r.code(), r.to_string())
-}
-
 /// `POST /v1/tickets` with `Authorization: Bearer <client token>` → `201 {ticket, expires_in}`;
 /// a refusal is a problem answer with its SPEC code, logged without the credential.
 async fn issue_ticket(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> Result<Response, Problem> {
     let r = ticket(&inner, &headers).await;
     if let Err(p) = &r {
-        tracing::info!(code = p.code, "ticket request refused");
+        tracing::info!(code = p.code.as_str(), "ticket request refused");
     }
     r
 }
 
 async fn ticket(inner: &Arc<Inner>, headers: &HeaderMap) -> Result<Response, Problem> {
     let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let req = policy::HandshakeRequest { authorization: auth, ..Default::default() };
-    let token = match policy::find_credential(&policy::TenantPolicy::default(), &req) {
-        Ok(policy::Credential::Token { token, .. }) => token.into_owned(),
-        _ => return Err(refusal(Refusal::MissingCredentials)),
-    };
-    let tenant = policy::token_audience(&token).ok_or(refusal(Refusal::InvalidToken))?;
-    if !policy::validate_tenant_id(&tenant) {
-        return Err(refusal(Refusal::InvalidToken));
-    }
+    let (token, tenant) = policy::ticket_request(auth).map_err(Problem::from)?;
     let kid = policy::token_kid(&token);
     let ctx = inner
+        .local
         .tenants
         .get_for_kid(&tenant, kid.as_deref())
         .await
-        .map_err(|_| refusal(Refusal::Unavailable))?
-        .ok_or(refusal(Refusal::InvalidToken))?;
+        .map_err(|_| Problem::from(Refusal::Unavailable))?
+        .ok_or(Problem::from(Refusal::InvalidToken))?;
     let pol = &ctx.tenant.policy;
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    policy::check_origin(pol, origin).map_err(refusal)?;
-    if !pol.allows_source(policy::CredentialSource::Ticket) {
-        return Err(refusal(Refusal::CredentialSourceDisabled));
-    }
-    let id = policy::verify_token(&token, &tenant, &ctx.ring, pol, policy::CredentialSource::Header, now_s())
-        .map_err(refusal)?;
-    if ctx.revocations.iter().any(|r| r.matches(&id)) {
-        return Err(refusal(Refusal::TokenRevoked));
-    }
+    let grant = policy::grant_ticket(&token, &tenant, &ctx.ring, pol, &ctx.revocations, origin, now_s())?;
     let ticket = random_token(32);
-    let grant =
-        TicketGrant { sub: id.sub, caps: id.caps, meta: id.meta, exp: id.exp, jti: id.jti, iat: id.iat };
     inner
+        .ext
         .store
         .put_ticket(&tenant, &ticket, grant, pol.ticket_ttl_seconds)
         .await
-        .map_err(|_| refusal(Refusal::Unavailable))?;
+        .map_err(|_| Problem::from(Refusal::Unavailable))?;
     let mut r = (
         StatusCode::CREATED,
         Json(serde_json::json!({"ticket": ticket, "expires_in": pol.ticket_ttl_seconds})),
@@ -176,7 +156,7 @@ pub async fn cors(State(inner): State<Arc<Inner>>, req: Request, next: Next) -> 
         req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
     if is_preflight {
         let mut allowed = vec!["authorization".to_string(), "content-type".to_string()];
-        allowed.extend(inner.tenants.cors_headers().await);
+        allowed.extend(inner.local.tenants.cors_headers().await);
         let mut r = StatusCode::NO_CONTENT.into_response();
         let h = r.headers_mut();
         if let Some(o) = &origin {

@@ -6,7 +6,13 @@
 //! deliveries are emitted to local sockets. It also serves `/v1/tickets`, `/healthz`,
 //! `/readyz` and `/metrics`. It holds no state that cannot be rebuilt from the store and
 //! the bus: the tenant cache and the per-socket state die with the process.
+//!
+//! It decides nothing itself: ticket expiry, admission, `refresh`, resume eligibility and
+//! presence thresholds are `policy` functions it calls, and every code it sends is a
+//! `policy::Code`. `clock` and `rooms` are leaf modules the others share; background
+//! tasks run under a guard that [`Edge`] holds.
 
+mod clock;
 mod conn;
 mod connect;
 mod deliver;
@@ -18,7 +24,9 @@ mod limits;
 mod recent;
 mod register;
 mod resume;
+mod rooms;
 mod slow;
+mod tasks;
 mod tenants;
 
 use std::sync::Arc;
@@ -74,15 +82,30 @@ impl Default for EdgeConfig {
     }
 }
 
-/// Shared by every handler of one edge.
+/// Shared by every handler of one edge, in three parts that change for different reasons:
+/// what the edge was told (`cfg`), the systems it talks to (`ext`), and what this node
+/// holds in memory (`local`).
 pub(crate) struct Inner {
     pub cfg: EdgeConfig,
+    pub ext: Ext,
+    pub local: Local,
+}
+
+/// The systems the edge talks to: handles, shared with the rest of the process.
+pub(crate) struct Ext {
     pub store: Arc<dyn Store>,
     pub bus: Arc<dyn Bus>,
     pub metrics: Arc<Metrics>,
+    /// Asks tenants' subscribe hooks (SPEC-less; see README "Webhooks and hooks").
+    pub subscribe_hooks: hooks::SubscribeHooks,
+}
+
+/// What this node holds in memory: caches, queues and buckets that die with the process
+/// and are rebuilt from the store and the bus (edges are stateless), and the node's flags.
+pub(crate) struct Local {
     pub tenants: tenants::TenantCache,
     pub expiry: expiry::ExpiryQueue,
-    pub rooms: deliver::LocalRooms,
+    pub rooms: rooms::LocalRooms,
     /// The newest events of rooms this node receives, for resumes (see `recent`).
     pub recent: recent::Recent,
     pub stats: deliver::StatsBuffer,
@@ -90,8 +113,6 @@ pub(crate) struct Inner {
     pub draining: AtomicBool,
     /// Set when this node's store records fell behind its sockets (see `register`).
     pub reregister: AtomicBool,
-    /// Asks tenants' subscribe hooks (SPEC-less; see README "Webhooks and hooks").
-    pub subscribe_hooks: hooks::SubscribeHooks,
 }
 
 /// Largest hook answer read, in bytes: an allow/deny answer is a few dozen.
@@ -120,11 +141,14 @@ fn hook_transport(allow_private: bool) -> Arc<dyn hooks::Transport> {
 pub struct Edge {
     inner: Arc<Inner>,
     io: SocketIo,
+    /// Stops the background tasks when the last clone of this handle is dropped.
+    _tasks: Arc<tasks::TaskGuard>,
 }
 
 impl Edge {
-    /// Builds the edge and its axum router. Background tasks (expiry, stats flush) are
-    /// spawned on the current Tokio runtime. `adapter` gives socketioxide's operators
+    /// Builds the edge and its axum router. Background tasks (expiry, stats flush, ...) are
+    /// spawned on the current Tokio runtime and run while this handle (or a clone) lives:
+    /// keep it for as long as the router serves. `adapter` gives socketioxide's operators
     /// (`fetch_sockets`, `rooms`, `to(..).emit`, ...) their reach: every node over NATS
     /// (`NatsBus::adapter_state`), or this one ([`AdapterState::local`]).
     pub fn new(
@@ -137,19 +161,26 @@ impl Edge {
         metrics.bus_history.set(i64::from(bus.has_history()));
         let allow_private = cfg.hooks_allow_private_networks;
         let inner = Arc::new(Inner {
-            tenants: tenants::TenantCache::new(store.clone(), cfg.tenant_cache_ttl),
-            limits: limits::HandshakeLimits::new(cfg.handshake_rate_per_ip, cfg.handshake_rate_per_tenant),
+            local: Local {
+                tenants: tenants::TenantCache::new(store.clone(), cfg.tenant_cache_ttl),
+                limits: limits::HandshakeLimits::new(
+                    cfg.handshake_rate_per_ip,
+                    cfg.handshake_rate_per_tenant,
+                ),
+                expiry: expiry::ExpiryQueue::default(),
+                rooms: rooms::LocalRooms::default(),
+                recent: recent::Recent::default(),
+                stats: deliver::StatsBuffer::default(),
+                draining: AtomicBool::new(false),
+                reregister: AtomicBool::new(false),
+            },
             cfg,
-            store,
-            bus: bus.clone(),
-            metrics: metrics.clone(),
-            expiry: expiry::ExpiryQueue::default(),
-            rooms: deliver::LocalRooms::default(),
-            recent: recent::Recent::default(),
-            stats: deliver::StatsBuffer::default(),
-            draining: AtomicBool::new(false),
-            reregister: AtomicBool::new(false),
-            subscribe_hooks: hooks::SubscribeHooks::new(hook_transport(allow_private), metrics.clone()),
+            ext: Ext {
+                store,
+                bus: bus.clone(),
+                metrics: metrics.clone(),
+                subscribe_hooks: hooks::SubscribeHooks::new(hook_transport(allow_private), metrics.clone()),
+            },
         });
         let full_queues = adapter.full_queues();
         let (layer, io) = socketioxide::SocketIo::builder()
@@ -179,15 +210,16 @@ impl Edge {
         // The root namespace exists at once; its adapter joins the cluster in the background.
         io.ns("/", connect::never.with(connect::not_a_tenant)).spawn();
         bus.attach(Arc::new(deliver::EdgeSink { inner: inner.clone(), io: io.clone() }));
-        expiry::spawn(inner.clone(), io.clone());
-        slow::spawn(inner.clone(), io.clone(), full_queues);
-        register::spawn(inner.clone(), io.clone());
-        deliver::spawn_stats_flush(inner.clone());
+        let tasks = tasks::TaskGuard::default();
+        expiry::spawn(&tasks, inner.clone(), io.clone());
+        slow::spawn(&tasks, inner.clone(), io.clone(), full_queues);
+        register::spawn(&tasks, inner.clone(), io.clone());
+        deliver::spawn_stats_flush(&tasks, inner.clone());
         // Every edge takes part in sending webhooks: the store hands each tenant's outbox
         // to one node at a time, so this costs the others one cheap check per tenant.
         let transport = hook_transport(inner.cfg.hooks_allow_private_networks);
         let webhooks = hooks::Webhooks::new(transport, metrics, hooks::WebhookOptions::default());
-        tokio::spawn(hooks::pump(inner.store.clone(), webhooks, hooks::PumpOptions::default()));
+        tasks.spawn(hooks::pump(inner.ext.store.clone(), webhooks, hooks::PumpOptions::default()));
         // CORS wraps socketioxide's layer, which answers `/socket.io/` itself: inside it,
         // browsers' polling requests and their preflights would never get CORS answers.
         // `own_head` is outermost, so that socketioxide only ever sees request heads that
@@ -196,12 +228,12 @@ impl Edge {
             .layer(layer)
             .layer(axum::middleware::from_fn_with_state(inner.clone(), http::cors))
             .layer(axum::middleware::map_request(http::own_head));
-        (Edge { inner, io }, router)
+        (Edge { inner, io, _tasks: Arc::new(tasks) }, router)
     }
 
     /// Stops taking connections and answers `/readyz` with 503.
     pub fn start_draining(&self) {
-        self.inner.draining.store(true, Ordering::SeqCst);
+        self.inner.local.draining.store(true, Ordering::SeqCst);
     }
 
     /// Ends every socket with `session_end {code: "draining"}`, in batches spread over
@@ -213,7 +245,7 @@ impl Edge {
         let per = sockets.len().div_ceil(batches).max(1);
         for chunk in sockets.chunks(per) {
             for s in chunk {
-                conn::end_session(&self.inner, s, "draining", "the node is shutting down; reconnect");
+                conn::end_session(&self.inner, s, policy::SessionEnd::Draining);
             }
             tokio::time::sleep(period / batches as u32).await;
         }

@@ -16,6 +16,7 @@ use std::time::Duration;
 use state::{ConnRecord, StoreError};
 
 use crate::conn::conn_of;
+use crate::tasks::TaskGuard;
 use crate::{Inner, SocketIo, SocketRef};
 
 /// How often a pending re-registration is retried while the store is still down.
@@ -23,13 +24,13 @@ const RETRY: Duration = Duration::from_secs(1);
 
 /// Asks for every local record to be written again as soon as the store answers.
 pub fn request(inner: &Inner) {
-    inner.reregister.store(true, Ordering::SeqCst);
+    inner.local.reregister.store(true, Ordering::SeqCst);
 }
 
 /// Runs the re-registration task for the life of the edge.
-pub fn spawn(inner: Arc<Inner>, io: SocketIo) {
-    let mut lapses = inner.store.lapses();
-    tokio::spawn(async move {
+pub fn spawn(tasks: &TaskGuard, inner: Arc<Inner>, io: SocketIo) {
+    let mut lapses = inner.ext.store.lapses();
+    tasks.spawn(async move {
         let mut tick = tokio::time::interval(RETRY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -48,10 +49,10 @@ pub fn spawn(inner: Arc<Inner>, io: SocketIo) {
                     tick.tick().await;
                 }
             }
-            if !inner.reregister.load(Ordering::SeqCst) || inner.store.ping().await.is_err() {
+            if !inner.local.reregister.load(Ordering::SeqCst) || inner.ext.store.ping().await.is_err() {
                 continue;
             }
-            inner.reregister.store(false, Ordering::SeqCst);
+            inner.local.reregister.store(false, Ordering::SeqCst);
             match reregister_all(&inner, &io).await {
                 Ok(n) => {
                     tracing::info!(sockets = n, "this node's connection and presence records written again")
@@ -91,20 +92,20 @@ async fn reregister_all(inner: &Arc<Inner>, io: &SocketIo) -> Result<usize, Stor
         };
         // The socket is already admitted: limits were applied at its handshake and must
         // not refuse it now.
-        inner.store.open_connection(&c.tenant, record, u64::MAX, u32::MAX).await?;
+        inner.ext.store.open_connection(&c.tenant, record, u64::MAX, u32::MAX).await?;
         let rooms: Vec<String> = c.rooms.lock().keys().cloned().collect();
         for room in &rooms {
-            inner.store.room_subscribe(&c.tenant, room, &c.id).await?;
-            inner.store.presence_join(&c.tenant, room, &sub, &c.id, meta.clone()).await?;
+            inner.ext.store.room_subscribe(&c.tenant, room, &c.id).await?;
+            inner.ext.store.presence_join(&c.tenant, room, &sub, &c.id, meta.clone()).await?;
         }
         crate::resume::save_session(inner, &c, false).await;
         // A disconnect that raced these writes may have cleaned up before them: undo, so
         // that no record outlives its socket.
         if c.is_closed() {
-            let _ = inner.store.close_connection(&c.tenant, &c.id).await;
+            let _ = inner.ext.store.close_connection(&c.tenant, &c.id).await;
             for room in &rooms {
-                let _ = inner.store.room_unsubscribe(&c.tenant, room, &c.id).await;
-                let _ = inner.store.presence_leave(&c.tenant, room, &sub, &c.id).await;
+                let _ = inner.ext.store.room_unsubscribe(&c.tenant, room, &c.id).await;
+                let _ = inner.ext.store.presence_leave(&c.tenant, room, &sub, &c.id).await;
             }
             continue;
         }

@@ -34,7 +34,7 @@ use crate::conn::Conn;
 use crate::deliver::event_meta;
 
 /// Most rooms a resume may name, and most events replayed per room.
-const MAX_ROOMS: usize = 256;
+const MAX_ROOMS: usize = policy::MAX_RESUME_ROOMS;
 const MAX_REPLAY: usize = 10_000;
 /// Session ids are 32 hex characters; anything much longer is not one of ours.
 const MAX_SESSION_BYTES: usize = 64;
@@ -208,7 +208,7 @@ pub fn abandon(conn: &Conn, s: &SocketRef, room: &str) {
 /// token plus the recovery window (so a node killed outright still leaves it behind);
 /// after a disconnect, the recovery window.
 pub async fn save_session(inner: &Inner, conn: &Conn, disconnected: bool) {
-    let Ok(Some(ctx)) = inner.tenants.get(&conn.tenant).await else { return };
+    let Ok(Some(ctx)) = inner.local.tenants.get(&conn.tenant).await else { return };
     let window = ctx.tenant.policy.recovery_window_seconds;
     if window == 0 {
         return;
@@ -228,7 +228,7 @@ pub async fn save_session(inner: &Inner, conn: &Conn, disconnected: bool) {
         return;
     }
     let rec = SessionRecord { id: conn.session.lock().clone(), sub, rooms, updated_at: now };
-    match inner.store.put_session(&conn.tenant, rec, ttl).await {
+    match inner.ext.store.put_session(&conn.tenant, rec, ttl).await {
         Ok(()) => conn.session_saved.store(true, Ordering::SeqCst),
         Err(e) => tracing::warn!(tenant = conn.tenant, error = %e, "session not saved; it cannot be resumed"),
     }
@@ -258,7 +258,7 @@ pub async fn start(inner: &Arc<Inner>, s: &SocketRef, conn: &Arc<Conn>) {
 }
 
 async fn try_resume(inner: &Arc<Inner>, s: &SocketRef, conn: &Arc<Conn>, r: Resume) -> bool {
-    let rec = match inner.store.get_session(&conn.tenant, &r.session).await {
+    let rec = match inner.ext.store.get_session(&conn.tenant, &r.session).await {
         Ok(Some(rec)) => rec,
         Ok(None) => {
             tracing::debug!(tenant = conn.tenant, "resume: no such session");
@@ -269,12 +269,9 @@ async fn try_resume(inner: &Arc<Inner>, s: &SocketRef, conn: &Arc<Conn>, r: Resu
             return false;
         }
     };
-    let (sub, caps_ok) = {
-        let id = conn.identity.read();
-        (id.sub.clone(), rec.rooms.keys().all(|room| id.caps.allows(room, policy::Right::Subscribe)))
-    };
+    let may = policy::may_resume(&conn.identity.read(), &rec.sub, rec.rooms.keys().map(String::as_str));
     // Another user's session, or rooms the new credential no longer grants: fresh start.
-    if rec.sub != sub || !caps_ok || rec.rooms.len() > MAX_ROOMS {
+    if !may {
         tracing::debug!(tenant = conn.tenant, "resume: another user's session or rooms no longer granted");
         return false;
     }
@@ -288,12 +285,26 @@ async fn try_resume(inner: &Arc<Inner>, s: &SocketRef, conn: &Arc<Conn>, r: Resu
             break;
         }
         // From memory when this node holds everything after `after` (see `recent`).
-        if let Some(f) = inner.recent.since(&conn.tenant, room, after) {
+        if let Some(f) = inner.local.recent.since(&conn.tenant, room, after) {
+            tracing::debug!(
+                tenant = conn.tenant,
+                room,
+                after,
+                events = f.messages.len(),
+                "resume: history from memory"
+            );
             histories.push(Pending { room: room.clone(), history: f.messages, after, newest: f.newest });
             continue;
         }
-        match inner.bus.history(&conn.tenant, room, after, MAX_REPLAY).await {
+        match inner.ext.bus.history(&conn.tenant, room, after, MAX_REPLAY).await {
             Ok(h) if h.complete => {
+                tracing::debug!(
+                    tenant = conn.tenant,
+                    room,
+                    after,
+                    events = h.messages.len(),
+                    "resume: history from the bus"
+                );
                 let newest = h.messages.last().map_or(h.last, |m| m.offset.max(h.last));
                 histories.push(Pending { room: room.clone(), history: h.messages, after, newest });
             }

@@ -13,7 +13,10 @@ use std::time::Duration;
 use bus::FullQueues;
 use socketioxide::{SendError, SocketError};
 
+use policy::SessionEnd;
+
 use crate::conn::{conn_of, session_end_body};
+use crate::tasks::TaskGuard;
 use crate::{Inner, SocketIo, SocketRef};
 
 /// How long the edge waits for a stalled client's queue to make room for `session_end`.
@@ -21,12 +24,11 @@ use crate::{Inner, SocketIo, SocketRef};
 const STALL: Duration = Duration::from_secs(10);
 const RETRY: Duration = Duration::from_millis(10);
 
-pub const CODE: &str = "slow_consumer";
-const MESSAGE: &str = "the connection fell behind its messages; resume to get the rest";
+const END: SessionEnd = SessionEnd::SlowConsumer;
 
 /// Ends every socket the adapter evicts, for as long as the edge runs.
-pub fn spawn(inner: Arc<Inner>, io: SocketIo, full: Arc<FullQueues>) {
-    tokio::spawn(async move {
+pub fn spawn(tasks: &TaskGuard, inner: Arc<Inner>, io: SocketIo, full: Arc<FullQueues>) {
+    tasks.spawn(async move {
         loop {
             for (ns, sid) in full.next_batch().await {
                 let Some(s) = io.of(ns.as_str()).and_then(|op| op.get_socket(sid)) else { continue };
@@ -48,10 +50,15 @@ fn evicted(inner: &Arc<Inner>, s: SocketRef) {
     if c.slow.swap(true, std::sync::atomic::Ordering::SeqCst) {
         return;
     }
-    inner.metrics.sessions_ended.get_or_create(&telemetry::tenant_code(&c.tenant, CODE)).inc();
+    inner
+        .ext
+        .metrics
+        .sessions_ended
+        .get_or_create(&telemetry::tenant_code(&c.tenant, END.code().as_str()))
+        .inc();
     tracing::info!(tenant = c.tenant, sid = %s.id, "slow consumer: its queue was full; ending its session");
     tokio::spawn(async move {
-        let body = session_end_body(CODE, MESSAGE);
+        let body = session_end_body(END);
         // Both the event and the disconnect need a place in the socket's queue.
         if !waiting(|| s.emit("session_end", &body)).await {
             tracing::debug!(sid = %s.id, "slow consumer: session_end not sent");

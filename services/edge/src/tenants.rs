@@ -227,7 +227,7 @@ mod tests {
     fn token(pem: &str, kid: &str) -> String {
         let mut h = Header::new(Algorithm::RS256);
         h.kid = Some(kid.into());
-        let now = bus::now_ms() / 1000;
+        let now = crate::clock::now_s();
         let claims = serde_json::json!({"aud": "t", "sub": "u", "exp": now + 60, "iat": now});
         jsonwebtoken::encode(&h, &claims, &EncodingKey::from_rsa_pem(pem.as_bytes()).expect("pem"))
             .expect("sign")
@@ -319,7 +319,7 @@ mod tests {
             .expect("key");
         let cache = TenantCache::new(store, Duration::from_secs(60));
         let pol = TenantPolicy::default();
-        let now = bus::now_ms() / 1000;
+        let now = crate::clock::now_s();
 
         let ctx = cache.get_for_kid("t", Some("k1")).await.expect("store").expect("tenant");
         assert!(

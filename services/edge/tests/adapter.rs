@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use bus::{AdapterConfig, Bus, NatsBus, NatsConfig};
 use edge::{Edge, EdgeConfig};
 use futures_util::{SinkExt, StreamExt};
-use loadtest::sio::{self, Endpoint, Packet};
 use serde_json::json;
+use testkit::sio::{self, Endpoint, Packet};
 
 use telemetry::Metrics;
 use testkit::NatsServer;

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use bus::{AdapterState, Bus, LocalBus, Payload, Publish};
 use edge::{Edge, EdgeConfig};
-use loadtest::sio::{self, Endpoint, Packet};
 use serde_json::json;
+use testkit::sio::{self, Endpoint, Packet};
 
 use telemetry::Metrics;
 

@@ -1,4 +1,7 @@
-//! The stable codes of SPEC 3.4 (handshake refusals) and 3.5 (event acks).
+//! Why a handshake (SPEC 3.4) or an event (SPEC 3.5) was refused; each maps to one
+//! [`Code`].
+
+use crate::Code;
 
 /// Why a handshake was refused. `code()` is exactly the string a client sees as the
 /// `connect_error` message, so these strings are part of the public contract.
@@ -50,22 +53,28 @@ impl Refusal {
         Refusal::Unavailable,
     ];
 
-    /// The SPEC code.
+    /// The SPEC code, as the client reads it.
     pub fn code(self) -> &'static str {
-        match self {
-            Refusal::UnknownTenant => "unknown_tenant",
-            Refusal::MissingCredentials => "missing_credentials",
-            Refusal::InvalidToken => "invalid_token",
-            Refusal::TokenExpired => "token_expired",
-            Refusal::TokenNotYetValid => "token_not_yet_valid",
-            Refusal::TokenRevoked => "token_revoked",
-            Refusal::TicketInvalid => "ticket_invalid",
-            Refusal::QueryTokenDisabled => "query_token_disabled",
-            Refusal::CredentialSourceDisabled => "credential_source_disabled",
-            Refusal::OriginNotAllowed => "origin_not_allowed",
-            Refusal::RateLimited => "rate_limited",
-            Refusal::OverCapacity => "over_capacity",
-            Refusal::Unavailable => "unavailable",
+        Code::from(self).as_str()
+    }
+}
+
+impl From<Refusal> for Code {
+    fn from(r: Refusal) -> Code {
+        match r {
+            Refusal::UnknownTenant => Code::UnknownTenant,
+            Refusal::MissingCredentials => Code::MissingCredentials,
+            Refusal::InvalidToken => Code::InvalidToken,
+            Refusal::TokenExpired => Code::TokenExpired,
+            Refusal::TokenNotYetValid => Code::TokenNotYetValid,
+            Refusal::TokenRevoked => Code::TokenRevoked,
+            Refusal::TicketInvalid => Code::TicketInvalid,
+            Refusal::QueryTokenDisabled => Code::QueryTokenDisabled,
+            Refusal::CredentialSourceDisabled => Code::CredentialSourceDisabled,
+            Refusal::OriginNotAllowed => Code::OriginNotAllowed,
+            Refusal::RateLimited => Code::RateLimited,
+            Refusal::OverCapacity => Code::OverCapacity,
+            Refusal::Unavailable => Code::Unavailable,
         }
     }
 }
@@ -94,18 +103,24 @@ pub enum EventError {
 }
 
 impl EventError {
-    /// The SPEC code.
+    /// The SPEC code, as the client reads it.
     pub fn code(self) -> &'static str {
-        match self {
-            EventError::Forbidden => "forbidden",
-            EventError::InvalidRoom => "invalid_room",
-            EventError::InvalidEvent => "invalid_event",
-            EventError::PayloadTooLarge => "payload_too_large",
-            EventError::RateLimited => "rate_limited",
-            EventError::Unavailable => "unavailable",
-            EventError::InvalidToken => "invalid_token",
-            EventError::TokenExpired => "token_expired",
-            EventError::TokenRevoked => "token_revoked",
+        Code::from(self).as_str()
+    }
+}
+
+impl From<EventError> for Code {
+    fn from(e: EventError) -> Code {
+        match e {
+            EventError::Forbidden => Code::Forbidden,
+            EventError::InvalidRoom => Code::InvalidRoom,
+            EventError::InvalidEvent => Code::InvalidEvent,
+            EventError::PayloadTooLarge => Code::PayloadTooLarge,
+            EventError::RateLimited => Code::RateLimited,
+            EventError::Unavailable => Code::Unavailable,
+            EventError::InvalidToken => Code::InvalidToken,
+            EventError::TokenExpired => Code::TokenExpired,
+            EventError::TokenRevoked => Code::TokenRevoked,
         }
     }
 }

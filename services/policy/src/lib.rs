@@ -2,13 +2,18 @@
 //! do is made here, and nowhere else.
 //!
 //! It turns the raw parts of a handshake (auth payload, headers, cookie, query) into a
-//! verified [`Identity`] with [`Caps`], checks origins, validates tenant, room and event
-//! names, matches revocations and meters publishes. It is pure logic: it does no IO, reads
+//! verified [`Identity`] with [`Caps`], checks origins, validates tenant, room, event and
+//! id names, matches revocations and meters publishes. The edge's, admin API's and
+//! operator's decisions are its pure functions too (`decide`: tickets, admission,
+//! `refresh`, resume, presence events, minted tokens' TTL and signing key), and every
+//! code a client can read is one [`Code`]. It is pure logic: it does no IO, reads
 //! no clock (callers pass `now`), and holds no global state, so every rule is tested
 //! without servers. It does not store anything (that is `state`) and does not speak
 //! Socket.IO (that is `edge`).
 
 mod caps;
+mod code;
+mod decide;
 mod error;
 mod handshake;
 mod hooks;
@@ -19,6 +24,12 @@ mod tenant;
 mod token;
 
 pub use caps::{Caps, CapsError, Right, Rights};
+pub use code::{Code, SessionEnd};
+pub use decide::{
+    Admitted, Count, MAX_RESUME_ROOMS, MAX_TICKET_BYTES, PresenceChange, TicketGrant, admit,
+    check_revocations, check_ticket, grant_ticket, is_revoked, issued_ticket_grant, may_resume, mint_claims,
+    presence_event, refresh, signing_key, ticket_identity, ticket_request, token_ttl,
+};
 pub use error::{EventError, Refusal};
 pub use handshake::{
     Credential, CredentialSource, HandshakeRequest, check_origin, find_credential, origin_explicitly_allowed,
@@ -28,7 +39,10 @@ pub use hooks::{
     WebhookConfig, hook_url_ok, pattern_matches, public_ip, read_hook_answer, sign, signature_header,
     signing_input, validate_subscribe_hook, validate_webhooks, verify_signature,
 };
-pub use names::{MAX_EVENT_BYTES, MAX_ROOM_BYTES, validate_event, validate_room, validate_tenant_id};
+pub use names::{
+    MAX_EVENT_BYTES, MAX_ROOM_BYTES, valid_id_claim, valid_kid, valid_record_id, validate_event,
+    validate_room, validate_tenant_id,
+};
 pub use rate::TokenBucket;
 pub use revocation::{Revocation, RevocationRule};
 pub use tenant::{MAX_MESSAGE_BYTES_LIMIT, PolicyError, TenantPolicy};

@@ -16,6 +16,27 @@ pub fn validate_tenant_id(id: &str) -> bool {
         && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
+/// A user id (`sub`) or token id (`jti`): 1-256 bytes, no control characters. The token
+/// verifier applies it to claims, and the admin API to what it mints or revokes, so that
+/// whatever is minted or revoked can also be verified.
+pub fn valid_id_claim(v: &str) -> bool {
+    !v.is_empty() && v.len() <= crate::token::MAX_ID_BYTES && !v.chars().any(char::is_control)
+}
+
+/// A key id: 1-128 bytes of `A-Z a-z 0-9 _ - . : =`.
+pub fn valid_kid(kid: &str) -> bool {
+    !kid.is_empty()
+        && kid.len() <= 128
+        && kid.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b':' | b'='))
+}
+
+/// An id the admin API generated (API keys, revocations): 1-64 bytes of `A-Z a-z 0-9 _ -`.
+pub fn valid_record_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'))
+}
+
 /// Room names are 1–200 bytes of `A-Z a-z 0-9 _ - : . @ / =`.
 pub fn validate_room(room: &str) -> bool {
     !room.is_empty()

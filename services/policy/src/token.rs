@@ -323,9 +323,7 @@ fn num(v: Option<f64>) -> Result<Option<i64>, Refusal> {
 
 fn id_string(v: &serde_json::Value) -> Result<String, Refusal> {
     match v.as_str() {
-        Some(s) if !s.is_empty() && s.len() <= MAX_ID_BYTES && !s.chars().any(char::is_control) => {
-            Ok(s.to_string())
-        }
+        Some(s) if crate::names::valid_id_claim(s) => Ok(s.to_string()),
         _ => Err(Refusal::InvalidToken),
     }
 }

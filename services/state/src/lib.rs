@@ -6,6 +6,53 @@
 //! trait ([`RedisStore`]) makes any number of nodes one service. This crate decides
 //! nothing: what a record means is `policy`'s business.
 
+/// Calls `$then! { name(arg: Type, ...) -> Ret; ... }` with every async [`Store`] method:
+/// the one list that wrappers ([`Traced`], `testing::Faulty`) forward, so that a method
+/// added to the trait is forwarded by each of them or fails to compile (a method left
+/// out would silently answer with the trait's default, if it has one).
+#[macro_export]
+#[doc(hidden)]
+macro_rules! store_methods {
+    ($then:ident) => {
+        $then! {
+            ping() -> Result<()>;
+            create_tenant(t: Tenant) -> Result<()>;
+            get_tenant(id: &str) -> Result<Option<Tenant>>;
+            list_tenants() -> Result<Vec<Tenant>>;
+            update_tenant(t: Tenant) -> Result<()>;
+            delete_tenant(id: &str) -> Result<bool>;
+            add_key(tenant: &str, key: KeyRecord) -> Result<()>;
+            list_keys(tenant: &str) -> Result<Vec<KeyRecord>>;
+            delete_key(tenant: &str, kid: &str) -> Result<bool>;
+            add_api_key(tenant: &str, key: ApiKeyRecord) -> Result<()>;
+            list_api_keys(tenant: &str) -> Result<Vec<ApiKeyRecord>>;
+            find_api_key(hash: &str) -> Result<Option<(String, ApiKeyRecord)>>;
+            delete_api_key(tenant: &str, id: &str) -> Result<bool>;
+            put_ticket(tenant: &str, ticket: &str, grant: TicketGrant, ttl_seconds: u64) -> Result<()>;
+            take_ticket(tenant: &str, ticket: &str) -> Result<Option<TicketGrant>>;
+            add_revocation(tenant: &str, r: Revocation) -> Result<()>;
+            list_revocations(tenant: &str) -> Result<Vec<Revocation>>;
+            delete_revocation(tenant: &str, id: &str) -> Result<bool>;
+            open_connection(tenant: &str, c: ConnRecord, max_total: u64, max_per_user: u32) -> Result<bool>;
+            close_connection(tenant: &str, conn_id: &str) -> Result<()>;
+            list_connections(tenant: &str, sub: Option<&str>) -> Result<Vec<ConnRecord>>;
+            presence_join(tenant: &str, room: &str, sub: &str, conn_id: &str, meta: Option<Value>) -> Result<PresenceChange>;
+            presence_leave(tenant: &str, room: &str, sub: &str, conn_id: &str) -> Result<PresenceChange>;
+            presence(tenant: &str, room: &str) -> Result<Vec<Member>>;
+            rooms(tenant: &str) -> Result<Vec<(String, u64)>>;
+            room_subscribe(tenant: &str, room: &str, conn_id: &str) -> Result<()>;
+            room_unsubscribe(tenant: &str, room: &str, conn_id: &str) -> Result<()>;
+            add_stats(tenant: &str, d: StatsDelta) -> Result<()>;
+            stats(tenant: &str) -> Result<Stats>;
+            put_session(tenant: &str, s: SessionRecord, ttl_seconds: u64) -> Result<()>;
+            get_session(tenant: &str, id: &str) -> Result<Option<SessionRecord>>;
+            hook_tenants() -> Result<Vec<String>>;
+            take_hook_events(tenant: &str, max: usize) -> Result<Vec<HookEvent>>;
+            push_hook_event(tenant: &str, name: &str, user: &str, conn_id: &str, code: &str) -> Result<()>;
+        }
+    };
+}
+
 mod memory;
 mod model;
 mod redis;
@@ -42,12 +89,17 @@ pub enum StoreError {
 
 impl StoreError {
     /// The SPEC code this error surfaces as.
-    pub fn code(&self) -> &'static str {
+    pub fn kind(&self) -> policy::Code {
         match self {
-            StoreError::Conflict => "conflict",
-            StoreError::NotFound => "not_found",
-            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Conflict => policy::Code::Conflict,
+            StoreError::NotFound => policy::Code::NotFound,
+            StoreError::Unavailable(_) => policy::Code::Unavailable,
         }
+    }
+
+    /// [`StoreError::kind`] as its string.
+    pub fn code(&self) -> &'static str {
+        self.kind().as_str()
     }
 }
 

@@ -1,6 +1,6 @@
 //! The records the store holds.
 
-use policy::{Caps, TenantPolicy};
+use policy::TenantPolicy;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -29,17 +29,9 @@ pub struct ApiKeyRecord {
     pub created_at: i64,
 }
 
-/// What a ticket grants: the identity it was issued for.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TicketGrant {
-    pub sub: String,
-    pub caps: Caps,
-    pub meta: Option<serde_json::Value>,
-    /// When the session it opens ends unless refreshed (unix seconds).
-    pub exp: i64,
-    pub jti: Option<String>,
-    pub iat: Option<i64>,
-}
+/// What a ticket grants: the identity it was issued for (a `policy` type: the rules
+/// about grants are `policy`'s; the store keeps them).
+pub use policy::TicketGrant;
 
 /// A live connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

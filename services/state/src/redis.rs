@@ -18,21 +18,34 @@
 //!
 //! Any Redis failure is [`StoreError::Unavailable`]; commands time out after
 //! [`RedisOptions::command_timeout`], and the client reconnects by itself.
+//!
+//! This file is the [`Store`] implementation; `options` (connection and liveness
+//! settings), `lua` (the scripts, as `.lua` files), `scripts` (their loaded form),
+//! `codec` (values and keys) and `liveness` (the heartbeat) are its parts.
 
+mod codec;
+mod liveness;
 mod lua;
+mod options;
+mod scripts;
+
+use codec::{
+    IndexEntry, change, corrupt, from_json, int, is_missing, ms, pairs, prefix, records, strings, to_json,
+    unavailable,
+};
+use liveness::heartbeat_loop;
+pub use options::RedisOptions;
+use scripts::{Lua, Scripts};
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use fred::prelude::*;
-use fred::types::scripts::Script;
 use parking_lot::Mutex;
 use policy::Revocation;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -52,129 +65,6 @@ const HOOK_TENANTS_KEY: &str = "sb:hooks";
 const HOOKS_LEASE_MS: u64 = 5_000;
 /// Longest ticket or session life accepted, so that expiry arithmetic stays exact in Lua.
 const MAX_TTL_SECONDS: u64 = 10 * 365 * 24 * 3600;
-
-/// How a [`RedisStore`] connects and keeps its node alive.
-#[derive(Debug, Clone)]
-pub struct RedisOptions {
-    /// This node's id: owner of the connection, presence and subscription records it writes.
-    pub node_id: String,
-    /// How long a node's records outlive its last heartbeat.
-    pub liveness_ttl: Duration,
-    /// How often the node refreshes its liveness; well under `liveness_ttl`.
-    pub heartbeat_interval: Duration,
-    /// Longest wait for one Redis call (and for the initial connection).
-    pub command_timeout: Duration,
-    /// Connections to Redis; commands are spread over them round-robin.
-    pub pool_size: usize,
-}
-
-impl RedisOptions {
-    /// The defaults: 15 s liveness refreshed every 5 s, 2 s command timeout, 2 connections.
-    pub fn new(node_id: impl Into<String>) -> RedisOptions {
-        RedisOptions {
-            node_id: node_id.into(),
-            liveness_ttl: Duration::from_secs(15),
-            heartbeat_interval: Duration::from_secs(5),
-            command_timeout: Duration::from_secs(2),
-            pool_size: 2,
-        }
-    }
-
-    fn validate(&self) -> Result<()> {
-        let bad = |m: &str| Err(StoreError::Unavailable(format!("invalid redis store options: {m}")));
-        if self.node_id.is_empty() || self.node_id.len() > 256 || self.node_id.chars().any(char::is_control) {
-            return bad("node id must be 1-256 characters without control characters");
-        }
-        if self.liveness_ttl < Duration::from_millis(100) || self.heartbeat_interval.is_zero() {
-            return bad("liveness ttl must be at least 100 ms and the heartbeat interval positive");
-        }
-        if self.heartbeat_interval.saturating_mul(2) > self.liveness_ttl {
-            return bad("the heartbeat interval must be at most half the liveness ttl");
-        }
-        if self.command_timeout.is_zero() || self.pool_size == 0 {
-            return bad("command timeout and pool size must be positive");
-        }
-        Ok(())
-    }
-}
-
-/// One Lua script with its SHA1, loaded on first use (and again after a server restart).
-struct Lua {
-    script: Script,
-    source: String,
-}
-
-impl Lua {
-    fn new(body: &str) -> Lua {
-        Lua::raw(format!("{}\n{}", lua::PRELUDE, body))
-    }
-
-    fn raw(source: String) -> Lua {
-        Lua { script: Script::from_lua(source.clone()), source }
-    }
-}
-
-struct Scripts {
-    delete_tenant: Lua,
-    hset_new: Lua,
-    hvals: Lua,
-    htake: Lua,
-    put_expiring: Lua,
-    get_expiring: Lua,
-    add_revocation: Lua,
-    list_revocations: Lua,
-    delete_revocation: Lua,
-    open_connection: Lua,
-    close_connection: Lua,
-    list_connections: Lua,
-    presence_join: Lua,
-    presence_leave: Lua,
-    presence: Lua,
-    rooms: Lua,
-    room_subscribe: Lua,
-    room_unsubscribe: Lua,
-    add_stats: Lua,
-    stats: Lua,
-    heartbeat: Lua,
-    goodbye: Lua,
-    index_del_if: Lua,
-    hooks_take: Lua,
-    hooks_switch: Lua,
-    hooks_push: Lua,
-}
-
-impl Scripts {
-    fn new() -> Scripts {
-        Scripts {
-            delete_tenant: Lua::new(lua::DELETE_TENANT),
-            hset_new: Lua::new(lua::HSET_NEW),
-            hvals: Lua::new(lua::HVALS),
-            htake: Lua::new(lua::HTAKE),
-            put_expiring: Lua::new(lua::PUT_EXPIRING),
-            get_expiring: Lua::new(lua::GET_EXPIRING),
-            add_revocation: Lua::new(&lua::add_revocation()),
-            list_revocations: Lua::new(&lua::list_revocations()),
-            delete_revocation: Lua::new(lua::DELETE_REVOCATION),
-            open_connection: Lua::new(lua::OPEN_CONNECTION),
-            close_connection: Lua::new(lua::CLOSE_CONNECTION),
-            list_connections: Lua::new(lua::LIST_CONNECTIONS),
-            presence_join: Lua::new(lua::PRESENCE_JOIN),
-            presence_leave: Lua::new(lua::PRESENCE_LEAVE),
-            presence: Lua::new(lua::PRESENCE),
-            rooms: Lua::new(lua::ROOMS),
-            room_subscribe: Lua::new(lua::ROOM_SUBSCRIBE),
-            room_unsubscribe: Lua::new(lua::ROOM_UNSUBSCRIBE),
-            add_stats: Lua::new(lua::ADD_STATS),
-            stats: Lua::new(lua::STATS),
-            heartbeat: Lua::new(lua::HEARTBEAT),
-            goodbye: Lua::new(lua::GOODBYE),
-            index_del_if: Lua::raw(lua::INDEX_DEL_IF.to_string()),
-            hooks_take: Lua::new(lua::HOOKS_TAKE),
-            hooks_switch: Lua::new(lua::HOOKS_SWITCH),
-            hooks_push: Lua::new(lua::HOOKS_PUSH),
-        }
-    }
-}
 
 struct Inner {
     pool: Pool,
@@ -199,89 +89,6 @@ impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore").field("node_id", &self.inner.opts.node_id).finish_non_exhaustive()
     }
-}
-
-/// Maps a Redis failure to `unavailable`. Redis error messages carry no values of ours.
-fn unavailable(e: Error) -> StoreError {
-    StoreError::Unavailable(format!("redis {:?}: {}", e.kind(), e.details()))
-}
-
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Unavailable(format!("undecodable {what} in redis"))
-}
-
-fn to_json<T: Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(|_| StoreError::Unavailable("cannot encode record".into()))
-}
-
-fn from_json<T: DeserializeOwned>(s: &str, what: &str) -> Result<T> {
-    serde_json::from_str(s).map_err(|_| corrupt(what))
-}
-
-/// Escapes a tenant id for use inside a key: anything but `[A-Za-z0-9._-]` becomes `%XX`,
-/// so no id can close the hash tag or collide with another's prefix.
-fn escape(id: &str) -> String {
-    let mut out = String::with_capacity(id.len());
-    for b in id.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// The key prefix of a tenant: `sb:{t:<tenant>}:`.
-fn prefix(tenant: &str) -> String {
-    format!("sb:{{t:{}}}:", escape(tenant))
-}
-
-fn is_missing(v: &Value) -> bool {
-    matches!(v, Value::Integer(-1))
-}
-
-fn int(v: &Value) -> i64 {
-    match v {
-        Value::Integer(i) => *i,
-        Value::String(s) => s.parse().unwrap_or(0),
-        Value::Bytes(b) => std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()).unwrap_or(0),
-        _ => 0,
-    }
-}
-
-fn strings(v: Value) -> Result<Vec<String>> {
-    match v {
-        Value::Array(items) => {
-            items.into_iter().map(|i| i.into_string().ok_or_else(|| corrupt("reply"))).collect()
-        }
-        Value::Null => Ok(Vec::new()),
-        _ => Err(corrupt("reply")),
-    }
-}
-
-/// A flat `[field, value, ...]` reply as pairs.
-fn pairs(v: Value) -> Result<Vec<(String, String)>> {
-    let mut flat = strings(v)?.into_iter();
-    let mut out = Vec::new();
-    while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
-        out.push((k, v));
-    }
-    Ok(out)
-}
-
-fn records<T: DeserializeOwned>(v: Value, what: &str) -> Result<Vec<T>> {
-    strings(v)?.iter().map(|s| from_json(s, what)).collect()
-}
-
-fn ms(d: Duration) -> String {
-    d.as_millis().max(1).to_string()
-}
-
-#[derive(Serialize, serde::Deserialize, PartialEq)]
-struct IndexEntry {
-    tenant: String,
-    id: String,
 }
 
 impl RedisStore {
@@ -434,52 +241,6 @@ impl Inner {
         ms(self.opts.liveness_ttl)
     }
 
-    /// Records that this node owns live records in `tenant`, so the heartbeat keeps them.
-    fn mark_alive(&self, tenant: &str) {
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        self.active.lock().insert(tenant.to_string(), seq);
-    }
-
-    async fn beat(&self) {
-        let snapshot: Vec<(String, u64)> =
-            self.active.lock().iter().map(|(t, seq)| (t.clone(), *seq)).collect();
-        let calls =
-            snapshot.iter().map(|(t, _)| self.run(&self.scripts.heartbeat, t, vec![self.node(), self.ttl()]));
-        let results = futures_util::future::join_all(calls).await;
-        let (mut lapsed, mut failed, mut error) = (0, 0, None);
-        let mut active = self.active.lock();
-        for ((tenant, seq), r) in snapshot.into_iter().zip(results) {
-            let code = match r {
-                Ok(v) => int(&v),
-                Err(e) => {
-                    failed += 1;
-                    error.get_or_insert(e);
-                    continue;
-                }
-            };
-            if code == 1 {
-                continue;
-            }
-            // The tenant is gone (-1), or this node's key expired (0: its records are dead
-            // and reaped by the next script there). Unless a write registered records
-            // meanwhile (and so made a new key), stop beating there.
-            if active.get(&tenant) == Some(&seq) {
-                active.remove(&tenant);
-                if code == 0 {
-                    lapsed += 1;
-                }
-            }
-        }
-        drop(active);
-        if let Some(e) = error {
-            tracing::warn!(node = %self.opts.node_id, tenants = failed, error = %e, "state heartbeat failed");
-        }
-        if lapsed > 0 {
-            tracing::warn!(node = %self.opts.node_id, tenants = lapsed, "state liveness lapsed; records of this node expired");
-            self.lapses.send_modify(|n| *n += 1);
-        }
-    }
-
     /// Stores a record of `kind` (tickets, sessions) that expires after `ttl_seconds`.
     async fn put_expiring(
         &self,
@@ -527,15 +288,6 @@ impl Inner {
         let expected = to_json(entry)?;
         self.eval(&self.scripts.index_del_if, API_KEYS_KEY.into(), vec![hash.to_string(), expected]).await?;
         Ok(())
-    }
-}
-
-async fn heartbeat_loop(inner: Arc<Inner>) {
-    let mut tick = tokio::time::interval(inner.opts.heartbeat_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        inner.beat().await;
     }
 }
 
@@ -957,16 +709,6 @@ impl Store for RedisStore {
         let args = vec![name.into(), String::new(), user.into(), conn_id.into(), code.into()];
         self.inner.run(&self.inner.scripts.hooks_push, tenant, args).await?;
         Ok(())
-    }
-}
-
-/// `{changed (0/1), members}` as a [`PresenceChange`].
-fn change(v: Value) -> Result<PresenceChange> {
-    match v {
-        Value::Array(items) if items.len() == 2 => {
-            Ok(PresenceChange { user_changed: int(&items[0]) == 1, members: int(&items[1]).max(0) as u64 })
-        }
-        _ => Err(corrupt("presence change")),
     }
 }
 

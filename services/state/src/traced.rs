@@ -45,7 +45,7 @@ impl Traced {
     }
 }
 
-/// Writes the forwarding impl: one line per `Store` method.
+/// Writes the forwarding impl from [`store_methods!`](crate::store_methods)'s list.
 macro_rules! traced {
     ($( $name:ident ( $( $arg:ident : $ty:ty ),* ) -> $ret:ty; )*) => {
         #[async_trait]
@@ -62,51 +62,13 @@ macro_rules! traced {
     };
 }
 
-traced! {
-    ping() -> Result<()>;
-    create_tenant(t: Tenant) -> Result<()>;
-    get_tenant(id: &str) -> Result<Option<Tenant>>;
-    list_tenants() -> Result<Vec<Tenant>>;
-    update_tenant(t: Tenant) -> Result<()>;
-    delete_tenant(id: &str) -> Result<bool>;
-    add_key(tenant: &str, key: KeyRecord) -> Result<()>;
-    list_keys(tenant: &str) -> Result<Vec<KeyRecord>>;
-    delete_key(tenant: &str, kid: &str) -> Result<bool>;
-    add_api_key(tenant: &str, key: ApiKeyRecord) -> Result<()>;
-    list_api_keys(tenant: &str) -> Result<Vec<ApiKeyRecord>>;
-    find_api_key(hash: &str) -> Result<Option<(String, ApiKeyRecord)>>;
-    delete_api_key(tenant: &str, id: &str) -> Result<bool>;
-    put_ticket(tenant: &str, ticket: &str, grant: TicketGrant, ttl_seconds: u64) -> Result<()>;
-    take_ticket(tenant: &str, ticket: &str) -> Result<Option<TicketGrant>>;
-    add_revocation(tenant: &str, r: Revocation) -> Result<()>;
-    list_revocations(tenant: &str) -> Result<Vec<Revocation>>;
-    delete_revocation(tenant: &str, id: &str) -> Result<bool>;
-    open_connection(tenant: &str, c: ConnRecord, max_total: u64, max_per_user: u32) -> Result<bool>;
-    close_connection(tenant: &str, conn_id: &str) -> Result<()>;
-    list_connections(tenant: &str, sub: Option<&str>) -> Result<Vec<ConnRecord>>;
-    presence_join(tenant: &str, room: &str, sub: &str, conn_id: &str, meta: Option<Value>) -> Result<PresenceChange>;
-    presence_leave(tenant: &str, room: &str, sub: &str, conn_id: &str) -> Result<PresenceChange>;
-    presence(tenant: &str, room: &str) -> Result<Vec<Member>>;
-    rooms(tenant: &str) -> Result<Vec<(String, u64)>>;
-    room_subscribe(tenant: &str, room: &str, conn_id: &str) -> Result<()>;
-    room_unsubscribe(tenant: &str, room: &str, conn_id: &str) -> Result<()>;
-    add_stats(tenant: &str, d: StatsDelta) -> Result<()>;
-    stats(tenant: &str) -> Result<Stats>;
-    put_session(tenant: &str, s: SessionRecord, ttl_seconds: u64) -> Result<()>;
-    get_session(tenant: &str, id: &str) -> Result<Option<SessionRecord>>;
-    hook_tenants() -> Result<Vec<String>>;
-    take_hook_events(tenant: &str, max: usize) -> Result<Vec<HookEvent>>;
-    push_hook_event(tenant: &str, name: &str, user: &str, conn_id: &str, code: &str) -> Result<()>;
-}
+crate::store_methods!(traced);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::MemoryStore;
-
-    fn tenant(id: &str) -> Tenant {
-        Tenant { id: id.into(), name: id.into(), policy: Default::default(), created_at: 1, managed_by: None }
-    }
+    use crate::testing::tenant;
 
     #[tokio::test]
     async fn forwards_every_call_and_its_errors() {

@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use policy::{Secret, TenantPolicy, WebhookConfig};
-use state::testing::RedisServer;
-use state::{ConnRecord, MemoryStore, RedisOptions, RedisStore, Store, Tenant};
+use state::testing::{RedisServer, conn};
+use state::{MemoryStore, RedisOptions, RedisStore, Store, Tenant};
 
 fn tenant(id: &str, hooks: bool) -> Tenant {
     let mut policy = TenantPolicy::default();
@@ -18,17 +18,7 @@ fn tenant(id: &str, hooks: bool) -> Tenant {
             events: policy::WEBHOOK_EVENTS.iter().map(|s| s.to_string()).collect(),
         });
     }
-    Tenant { id: id.into(), name: id.into(), policy, created_at: 1, managed_by: None }
-}
-
-fn conn(id: &str, sub: &str, node: &str) -> ConnRecord {
-    ConnRecord {
-        id: id.into(),
-        sub: sub.into(),
-        node: node.into(),
-        transport: "websocket".into(),
-        connected_at: 1,
-    }
+    Tenant { policy, ..state::testing::tenant(id) }
 }
 
 async fn names(s: &dyn Store, t: &str) -> Vec<String> {

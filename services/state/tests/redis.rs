@@ -8,42 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fred::prelude::*;
-use policy::TenantPolicy;
-use state::testing::{RedisCluster, RedisServer};
-use state::{
-    ApiKeyRecord, ConnRecord, RedisOptions, RedisStore, SessionRecord, Store, StoreError, Tenant,
-    TicketGrant, hash_secret,
-};
+use state::testing::{RedisCluster, RedisServer, conn, grant};
+use state::{ApiKeyRecord, RedisOptions, RedisStore, SessionRecord, Store, StoreError, Tenant, hash_secret};
 
 fn tenant(id: &str) -> Tenant {
-    Tenant {
-        id: id.into(),
-        name: format!("Tenant {id}"),
-        policy: TenantPolicy::default(),
-        created_at: 7,
-        managed_by: None,
-    }
-}
-
-fn conn(id: &str, sub: &str, node: &str) -> ConnRecord {
-    ConnRecord {
-        id: id.into(),
-        sub: sub.into(),
-        node: node.into(),
-        transport: "websocket".into(),
-        connected_at: 1,
-    }
-}
-
-fn grant(sub: &str) -> TicketGrant {
-    TicketGrant {
-        sub: sub.into(),
-        caps: policy::Caps::all(),
-        meta: None,
-        exp: i64::MAX / 2,
-        jti: None,
-        iat: None,
-    }
+    Tenant { name: format!("Tenant {id}"), created_at: 7, ..state::testing::tenant(id) }
 }
 
 async fn node(server: &RedisServer, id: &str) -> RedisStore {

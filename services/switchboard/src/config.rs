@@ -53,7 +53,7 @@ pub struct NatsArgs {
     #[arg(long, env = "SWITCHBOARD_HISTORY_SECONDS", default_value_t = 900)]
     pub history_seconds: u64,
     /// Most messages kept per room.
-    #[arg(long, env = "SWITCHBOARD_HISTORY_MAX_PER_ROOM", default_value_t = 1000)]
+    #[arg(long, env = "SWITCHBOARD_HISTORY_MAX_PER_ROOM", default_value_t = 10_000)]
     pub history_max_per_room: i64,
     /// Keep room history in memory instead of on disk (faster; lost if NATS restarts).
     #[arg(long, env = "SWITCHBOARD_HISTORY_IN_MEMORY")]

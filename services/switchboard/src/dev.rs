@@ -59,6 +59,9 @@ pub async fn run(cfg: DevConfig) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut rx1 = stop_rx.clone();
     let mut rx2 = stop_rx;
+    // The edge's background tasks run while a handle lives: this one lasts until both
+    // servers have shut down.
+    let _running = edge.clone();
     let edge_task = tokio::spawn(serve_until(edge_listener, edge_router, async move {
         let _ = rx1.wait_for(|s| *s).await;
         edge.drain(Duration::from_millis(200)).await;

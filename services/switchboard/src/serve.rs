@@ -121,6 +121,9 @@ pub async fn edge(cfg: EdgeConfig) -> anyhow::Result<()> {
     let (edge, router) = edge::Edge::new(cfg.edge.clone(), store, bus.clone(), adapter, metrics);
     tracing::info!(addr = %listener.local_addr()?, node = cfg.edge.node_id, "edge listening");
     let drain = cfg.drain;
+    // The edge's background tasks run while a handle lives: this one lasts until the
+    // server has shut down.
+    let _running = edge.clone();
     serve_until(listener, router, async move {
         shutdown_signal().await;
         tracing::info!(?drain, "draining");

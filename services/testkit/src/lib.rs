@@ -2,7 +2,10 @@
 //! `redis-server` processes on free ports, started and stopped by the test that owns
 //! them, so tests run in parallel and can kill and restart their servers.
 //!
-//! Not used by the product; only a dev-dependency.
+//! Also the lean Socket.IO client ([`sio`]) that tests and the load generator drive edges
+//! with. Not used by the product: a dev-dependency, and a dependency of `loadtest`.
+
+pub mod sio;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

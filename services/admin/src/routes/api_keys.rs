@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use problem::Problem;
+use problem::{Code, Problem};
 use serde::{Deserialize, Serialize};
 use state::{ApiKeyRecord, hash_secret, random_token};
 use utoipa::ToSchema;
@@ -115,7 +115,7 @@ pub async fn delete_api_key(
         return Err(invalid("API key ids are 1-64 bytes of A-Z a-z 0-9 _ -"));
     }
     if !st.store.delete_api_key(&access.tenant.id, &id).await.map_err(store_err)? {
-        return Err(Problem::new("not_found", "no such API key"));
+        return Err(Problem::of(Code::NotFound, "no such API key"));
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use bus::{Payload, Publish};
 use http::StatusCode;
 use policy::{validate_event, validate_room};
-use problem::Problem;
+use problem::{Code, Problem};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use state::StatsDelta;
@@ -69,7 +69,7 @@ pub struct MemberList {
 }
 
 fn room_problem() -> Problem {
-    Problem::new("invalid_room", "room names are 1-200 bytes of A-Z a-z 0-9 _ - : . @ / =")
+    Problem::of(Code::InvalidRoom, "room names are 1-200 bytes of A-Z a-z 0-9 _ - : . @ / =")
 }
 
 /// Publishes a message to every subscriber of the room on every node, with `from: null`.
@@ -98,15 +98,15 @@ pub async fn publish(
         return Err(room_problem());
     }
     if !validate_event(&req.event) {
-        return Err(Problem::new(
-            "invalid_event",
+        return Err(Problem::of(
+            Code::InvalidEvent,
             "event names are 1-128 bytes and not reserved by Socket.IO",
         ));
     }
     let size = serde_json::to_vec(&req.data).map(|v| v.len()).unwrap_or(usize::MAX);
     if size > t.policy.max_message_bytes {
-        return Err(Problem::new(
-            "payload_too_large",
+        return Err(Problem::of(
+            Code::PayloadTooLarge,
             format!("data is {size} bytes; the tenant allows {}", t.policy.max_message_bytes),
         ));
     }

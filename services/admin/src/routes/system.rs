@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::header;
-use problem::Problem;
+use problem::{Code, Problem};
 
 use crate::AdminState;
 
@@ -32,11 +32,11 @@ pub async fn healthz() -> &'static str {
 pub async fn readyz(State(st): State<AdminState>) -> Result<&'static str, Problem> {
     if let Err(e) = st.store.ping().await {
         tracing::warn!(error = %e, "readiness: state store unreachable");
-        return Err(Problem::new("unavailable", "the state store is unreachable"));
+        return Err(Problem::of(Code::Unavailable, "the state store is unreachable"));
     }
     if let Err(e) = st.bus.ping().await {
         tracing::warn!(error = %e, "readiness: bus unreachable");
-        return Err(Problem::new("unavailable", "the message bus is unreachable"));
+        return Err(Problem::of(Code::Unavailable, "the message bus is unreachable"));
     }
     Ok("ready")
 }

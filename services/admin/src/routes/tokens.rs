@@ -5,11 +5,11 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use bus::Control;
 use http::StatusCode;
-use policy::{Caps, KeyMaterial, Revocation, RevocationRule, check_meta, mint_hmac, parse_algorithm};
-use problem::Problem;
+use policy::{Caps, Revocation, RevocationRule, check_meta, mint_hmac};
+use problem::{Code, Problem};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-use state::{TicketGrant, random_token};
+use serde_json::Value;
+use state::random_token;
 use utoipa::ToSchema;
 
 use crate::AdminState;
@@ -152,11 +152,10 @@ pub async fn mint_token(
 ) -> Result<Response, Problem> {
     let t = access.tenant;
     check_id_claim("sub", &req.sub)?;
-    let max = t.policy.max_token_ttl_seconds;
-    let ttl = req.ttl_seconds.unwrap_or(max);
-    if ttl == 0 || ttl > max {
+    let Some(ttl) = policy::token_ttl(req.ttl_seconds, &t.policy) else {
+        let max = t.policy.max_token_ttl_seconds;
         return Err(invalid(format!("ttl_seconds is 1-{max} (the tenant's max_token_ttl_seconds)")));
-    }
+    };
     let caps = req.caps.filter(|c| !c.is_null());
     if let Some(c) = &caps {
         parse_caps(c)?;
@@ -164,34 +163,20 @@ pub async fn mint_token(
     let meta = parse_meta(req.meta)?;
 
     let keys = st.store.list_keys(&t.id).await.map_err(store_err)?;
-    let signing = keys
-        .iter()
-        .filter_map(|k| match (&k.material, k.alg.as_deref().and_then(parse_algorithm)) {
-            (KeyMaterial::Hmac { secret }, Some(alg)) => Some((k, alg, secret)),
-            _ => None,
-        })
-        .max_by_key(|(k, _, _)| k.created_at);
+    let signing = policy::signing_key(&keys);
     let Some((key, alg, secret)) = signing else {
-        return Err(Problem::new(
-            "no_signing_key",
+        return Err(Problem::of(
+            Code::NoSigningKey,
             "the tenant has no HMAC key to sign with: add one with POST /v1/tenants/{t}/keys {\"alg\": \"HS256\"}",
-        )
-        .with_status(StatusCode::CONFLICT));
+        ));
     };
 
     let now = now_s();
-    let exp = now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX));
     let jti = random_token(16);
-    let mut claims = json!({"aud": t.id, "sub": req.sub, "iat": now, "exp": exp, "jti": jti});
-    if let Some(c) = caps {
-        claims["caps"] = c;
-    }
-    if let Some(m) = meta {
-        claims["meta"] = m;
-    }
+    let (claims, exp) = policy::mint_claims(&t.id, &req.sub, now, ttl, &jti, caps, meta);
     let token = mint_hmac(alg, Some(&key.kid), secret, &claims).map_err(|e| {
         tracing::error!(tenant = %t.id, kid = %key.kid, error = %e, "could not sign a token");
-        Problem::new("internal", "the token could not be signed")
+        Problem::of(Code::Internal, "the token could not be signed")
     })?;
     let out = TokenOut { token, expires_at: rfc3339(exp), exp, jti, kid: key.kid.clone() };
     Ok((StatusCode::CREATED, Json(out)).into_response())
@@ -214,20 +199,9 @@ pub async fn create_ticket(
 ) -> Result<Response, Problem> {
     let t = access.tenant;
     check_id_claim("sub", &req.sub)?;
-    let caps = match req.caps.filter(|c| !c.is_null()) {
-        Some(c) => parse_caps(&c)?,
-        None => t.policy.default_caps.clone(),
-    };
+    let caps = req.caps.filter(|c| !c.is_null()).map(|c| parse_caps(&c)).transpose()?;
     let meta = parse_meta(req.meta)?;
-    let now = now_s();
-    let grant = TicketGrant {
-        sub: req.sub,
-        caps,
-        meta,
-        exp: now.saturating_add(i64::try_from(t.policy.max_token_ttl_seconds).unwrap_or(i64::MAX)),
-        jti: None,
-        iat: Some(now),
-    };
+    let grant = policy::issued_ticket_grant(req.sub, caps, meta, &t.policy, now_s());
     let ticket = random_token(32);
     st.store.put_ticket(&t.id, &ticket, grant, t.policy.ticket_ttl_seconds).await.map_err(store_err)?;
     let out = TicketOut { ticket, expires_in: t.policy.ticket_ttl_seconds };
@@ -310,7 +284,7 @@ pub async fn delete_revocation(
     }
     let tenant = access.tenant.id;
     if !st.store.delete_revocation(&tenant, &id).await.map_err(store_err)? {
-        return Err(Problem::new("not_found", "no such revocation"));
+        return Err(Problem::of(Code::NotFound, "no such revocation"));
     }
     notify(st.bus.as_ref(), Control::TenantChanged { tenant }, "the lifted revocation").await?;
     Ok(StatusCode::NO_CONTENT)

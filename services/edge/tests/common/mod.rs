@@ -4,8 +4,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use policy::{Algorithm, KeyMaterial, KeyRecord, Secret, TenantPolicy};
-use serde_json::json;
 use state::{MemoryStore, Store, Tenant};
 
 pub const TENANT: &str = "acme";
@@ -15,32 +13,16 @@ pub const SECRET: &str = "edge-test-secret-edge-test-secret";
 /// An in-memory store holding the tenant and its HS256 key.
 pub async fn store() -> Arc<dyn Store> {
     let store = MemoryStore::new();
-    let tenant = Tenant {
-        id: TENANT.into(),
-        name: "Acme".into(),
-        policy: TenantPolicy::default(),
-        created_at: 0,
-        managed_by: None,
-    };
+    let tenant = Tenant { name: "Acme".into(), created_at: 0, ..state::testing::tenant(TENANT) };
     store.create_tenant(tenant).await.expect("tenant");
-    let key = KeyRecord {
-        kid: KID.into(),
-        alg: Some("HS256".into()),
-        material: KeyMaterial::Hmac { secret: Secret::new(SECRET) },
-        created_at: 0,
-    };
+    let key = state::testing::hmac_key(KID, SECRET);
     store.add_key(TENANT, key).await.expect("key");
     Arc::new(store)
 }
 
 /// A client token for `sub` with every right on every room, valid for an hour.
 pub fn token(sub: &str) -> String {
-    let now = bus::now_ms() / 1000;
-    let claims = json!({
-        "aud": TENANT, "sub": sub, "iat": now, "exp": now + 3600,
-        "caps": {"*": ["subscribe", "publish", "presence"]},
-    });
-    policy::mint_hmac(Algorithm::HS256, Some(KID), &Secret::new(SECRET), &claims).expect("token")
+    state::testing::token(TENANT, sub, KID, SECRET).all_rights().sign()
 }
 
 /// Serves an edge's router on a free loopback port; returns the port.

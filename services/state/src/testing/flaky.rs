@@ -1,32 +1,56 @@
-//! A store that can be switched off: a [`MemoryStore`] that answers
-//! `Unavailable` while `down` is set, for tests of what callers do when the store is down.
+//! A store that can be switched off: any [`Store`] (by default a [`MemoryStore`]) that
+//! answers `Unavailable` while `down` is set, or for the operations named with
+//! [`Faulty::fail`], for tests of what callers do when the store is down. Every method
+//! is forwarded from [`store_methods!`](crate::store_methods)'s list: none is written by
+//! hand, and none can be forgotten.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use policy::{KeyRecord, Revocation};
 use serde_json::Value;
 
 use crate::{
-    ApiKeyRecord, ConnRecord, Member, MemoryStore, PresenceChange, SessionRecord, Stats, StatsDelta, Store,
-    StoreError, Tenant, TicketGrant,
+    ApiKeyRecord, ConnRecord, HookEvent, Member, MemoryStore, PresenceChange, Result, SessionRecord, Stats,
+    StatsDelta, Store, StoreError, Tenant, TicketGrant,
 };
 
-/// A store that answers `Unavailable` while `down`.
+/// A store that answers `Unavailable` while `down`, or for the operations in `failing`.
 #[derive(Default)]
-pub struct Flaky {
-    pub inner: MemoryStore,
+pub struct Faulty<S = MemoryStore> {
+    pub inner: S,
     pub down: AtomicBool,
+    /// Operations (by method name) that fail even while the store is up.
+    failing: Mutex<HashSet<&'static str>>,
 }
 
-impl Flaky {
+/// The in-memory store that can be switched off.
+pub type Flaky = Faulty<MemoryStore>;
+
+impl<S: Store> Faulty<S> {
+    pub fn new(inner: S) -> Faulty<S> {
+        Faulty { inner, down: AtomicBool::new(false), failing: Mutex::default() }
+    }
+
     /// Switches the store off (`true`) or on.
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
     }
 
-    fn check(&self) -> crate::Result<()> {
-        if self.down.load(Ordering::SeqCst) {
+    /// Makes one operation (a `Store` method's name) fail (`true`) or work again.
+    pub fn fail(&self, op: &'static str, failing: bool) {
+        let mut f = self.failing.lock();
+        if failing {
+            f.insert(op);
+        } else {
+            f.remove(op);
+        }
+    }
+
+    fn check(&self, op: &str) -> Result<()> {
+        if self.down.load(Ordering::SeqCst) || self.failing.lock().contains(op) {
             Err(StoreError::Unavailable("switched off by the test".into()))
         } else {
             Ok(())
@@ -34,154 +58,42 @@ impl Flaky {
     }
 }
 
-#[async_trait]
-impl Store for Flaky {
-    async fn ping(&self) -> crate::Result<()> {
-        self.check()
-    }
-    async fn create_tenant(&self, t: Tenant) -> crate::Result<()> {
-        self.check()?;
-        self.inner.create_tenant(t).await
-    }
-    async fn get_tenant(&self, id: &str) -> crate::Result<Option<Tenant>> {
-        self.check()?;
-        self.inner.get_tenant(id).await
-    }
-    async fn list_tenants(&self) -> crate::Result<Vec<Tenant>> {
-        self.check()?;
-        self.inner.list_tenants().await
-    }
-    async fn update_tenant(&self, t: Tenant) -> crate::Result<()> {
-        self.check()?;
-        self.inner.update_tenant(t).await
-    }
-    async fn delete_tenant(&self, id: &str) -> crate::Result<bool> {
-        self.check()?;
-        self.inner.delete_tenant(id).await
-    }
-    async fn add_key(&self, tenant: &str, key: KeyRecord) -> crate::Result<()> {
-        self.check()?;
-        self.inner.add_key(tenant, key).await
-    }
-    async fn list_keys(&self, tenant: &str) -> crate::Result<Vec<KeyRecord>> {
-        self.check()?;
-        self.inner.list_keys(tenant).await
-    }
-    async fn delete_key(&self, tenant: &str, kid: &str) -> crate::Result<bool> {
-        self.check()?;
-        self.inner.delete_key(tenant, kid).await
-    }
-    async fn add_api_key(&self, tenant: &str, key: ApiKeyRecord) -> crate::Result<()> {
-        self.check()?;
-        self.inner.add_api_key(tenant, key).await
-    }
-    async fn list_api_keys(&self, tenant: &str) -> crate::Result<Vec<ApiKeyRecord>> {
-        self.check()?;
-        self.inner.list_api_keys(tenant).await
-    }
-    async fn find_api_key(&self, hash: &str) -> crate::Result<Option<(String, ApiKeyRecord)>> {
-        self.check()?;
-        self.inner.find_api_key(hash).await
-    }
-    async fn delete_api_key(&self, tenant: &str, id: &str) -> crate::Result<bool> {
-        self.check()?;
-        self.inner.delete_api_key(tenant, id).await
-    }
-    async fn put_ticket(
-        &self,
-        tenant: &str,
-        ticket: &str,
-        grant: TicketGrant,
-        ttl: u64,
-    ) -> crate::Result<()> {
-        self.check()?;
-        self.inner.put_ticket(tenant, ticket, grant, ttl).await
-    }
-    async fn take_ticket(&self, tenant: &str, ticket: &str) -> crate::Result<Option<TicketGrant>> {
-        self.check()?;
-        self.inner.take_ticket(tenant, ticket).await
-    }
-    async fn add_revocation(&self, tenant: &str, r: Revocation) -> crate::Result<()> {
-        self.check()?;
-        self.inner.add_revocation(tenant, r).await
-    }
-    async fn list_revocations(&self, tenant: &str) -> crate::Result<Vec<Revocation>> {
-        self.check()?;
-        self.inner.list_revocations(tenant).await
-    }
-    async fn delete_revocation(&self, tenant: &str, id: &str) -> crate::Result<bool> {
-        self.check()?;
-        self.inner.delete_revocation(tenant, id).await
-    }
-    async fn open_connection(
-        &self,
-        tenant: &str,
-        c: ConnRecord,
-        max: u64,
-        per_user: u32,
-    ) -> crate::Result<bool> {
-        self.check()?;
-        self.inner.open_connection(tenant, c, max, per_user).await
-    }
-    async fn close_connection(&self, tenant: &str, conn_id: &str) -> crate::Result<()> {
-        self.check()?;
-        self.inner.close_connection(tenant, conn_id).await
-    }
-    async fn list_connections(&self, tenant: &str, sub: Option<&str>) -> crate::Result<Vec<ConnRecord>> {
-        self.check()?;
-        self.inner.list_connections(tenant, sub).await
-    }
-    async fn presence_join(
-        &self,
-        tenant: &str,
-        room: &str,
-        sub: &str,
-        conn_id: &str,
-        meta: Option<Value>,
-    ) -> crate::Result<PresenceChange> {
-        self.check()?;
-        self.inner.presence_join(tenant, room, sub, conn_id, meta).await
-    }
-    async fn presence_leave(
-        &self,
-        tenant: &str,
-        room: &str,
-        sub: &str,
-        conn_id: &str,
-    ) -> crate::Result<PresenceChange> {
-        self.check()?;
-        self.inner.presence_leave(tenant, room, sub, conn_id).await
-    }
-    async fn presence(&self, tenant: &str, room: &str) -> crate::Result<Vec<Member>> {
-        self.check()?;
-        self.inner.presence(tenant, room).await
-    }
-    async fn rooms(&self, tenant: &str) -> crate::Result<Vec<(String, u64)>> {
-        self.check()?;
-        self.inner.rooms(tenant).await
-    }
-    async fn room_subscribe(&self, tenant: &str, room: &str, conn_id: &str) -> crate::Result<()> {
-        self.check()?;
-        self.inner.room_subscribe(tenant, room, conn_id).await
-    }
-    async fn room_unsubscribe(&self, tenant: &str, room: &str, conn_id: &str) -> crate::Result<()> {
-        self.check()?;
-        self.inner.room_unsubscribe(tenant, room, conn_id).await
-    }
-    async fn add_stats(&self, tenant: &str, d: StatsDelta) -> crate::Result<()> {
-        self.check()?;
-        self.inner.add_stats(tenant, d).await
-    }
-    async fn stats(&self, tenant: &str) -> crate::Result<Stats> {
-        self.check()?;
-        self.inner.stats(tenant).await
-    }
-    async fn put_session(&self, tenant: &str, s: SessionRecord, ttl_seconds: u64) -> crate::Result<()> {
-        self.check()?;
-        self.inner.put_session(tenant, s, ttl_seconds).await
-    }
-    async fn get_session(&self, tenant: &str, id: &str) -> crate::Result<Option<SessionRecord>> {
-        self.check()?;
-        self.inner.get_session(tenant, id).await
+macro_rules! faulty {
+    ($( $name:ident ( $( $arg:ident : $ty:ty ),* ) -> $ret:ty; )*) => {
+        #[async_trait]
+        impl<S: Store> Store for Faulty<S> {
+            fn lapses(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+                self.inner.lapses()
+            }
+            $(
+                async fn $name(&self, $( $arg: $ty ),*) -> $ret {
+                    self.check(stringify!($name))?;
+                    self.inner.$name($( $arg ),*).await
+                }
+            )*
+        }
+    };
+}
+
+crate::store_methods!(faulty);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::tenant;
+
+    #[tokio::test]
+    async fn fails_while_down_or_per_operation() {
+        let s = Flaky::default();
+        s.create_tenant(tenant("acme")).await.expect("up");
+        s.set_down(true);
+        assert!(matches!(s.ping().await, Err(StoreError::Unavailable(_))));
+        assert!(matches!(s.get_tenant("acme").await, Err(StoreError::Unavailable(_))));
+        s.set_down(false);
+        s.fail("get_tenant", true);
+        assert!(matches!(s.get_tenant("acme").await, Err(StoreError::Unavailable(_))));
+        assert_eq!(s.list_tenants().await.map(|v| v.len()), Ok(1));
+        s.fail("get_tenant", false);
+        assert!(s.get_tenant("acme").await.expect("up again").is_some());
     }
 }

@@ -2,38 +2,12 @@
 //! store runs it in this crate's unit tests, the Redis store against a private
 //! `redis-server` in `tests/redis.rs`.
 
+use super::{grant, tenant};
 use crate::*;
-use policy::{RevocationRule, TenantPolicy};
-
-fn tenant(id: &str) -> Tenant {
-    Tenant {
-        id: id.into(),
-        name: id.into(),
-        policy: TenantPolicy::default(),
-        created_at: 1,
-        managed_by: None,
-    }
-}
+use policy::RevocationRule;
 
 fn conn(id: &str, sub: &str) -> ConnRecord {
-    ConnRecord {
-        id: id.into(),
-        sub: sub.into(),
-        node: "n1".into(),
-        transport: "websocket".into(),
-        connected_at: 1,
-    }
-}
-
-fn grant(sub: &str) -> TicketGrant {
-    TicketGrant {
-        sub: sub.into(),
-        caps: policy::Caps::all(),
-        meta: None,
-        exp: i64::MAX / 2,
-        jti: None,
-        iat: None,
-    }
+    super::conn(id, sub, "n1")
 }
 
 /// Runs the whole suite against `s`.

@@ -2,6 +2,9 @@
 //! connect to a namespace with an `auth` payload, answer pings, send events with acks and
 //! pick a few fields out of the frames it receives, without parsing JSON.
 //!
+//! The edge's integration tests and the load generator (`loadtest`, which re-exports it as
+//! `loadtest::sio`) drive the edge with it.
+//!
 //! Each connection is one `tokio-tungstenite` stream with a 4 KiB read buffer and no
 //! write buffering, so holding tens of thousands of them costs little memory.
 
@@ -15,7 +18,13 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::clock::now_us;
+/// Microseconds since the epoch (the wall clock: timings are differences of two readings).
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
 
 pub type Ws = WebSocketStream<TcpStream>;
 

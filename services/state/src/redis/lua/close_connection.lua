@@ -1,0 +1,3 @@
+
+drop_conn(ARGV[2])
+return 1
