@@ -11,9 +11,11 @@
 # Usage: loadtest/run-local.sh [--quick] [--only s1,s2] [--targets switchboard,node]
 #                              [--cluster K] [--no-pin] [--out DIR]
 #   --quick      smoke sizes: the whole suite in under two minutes (binaries built)
-#   --only       a subset of: handshake handshake-ticket fanout fanout-max fanout-100k rooms churn revocation
-#                idle idle-5k idle-19k resume rolling chaos (idle-5k, idle-19k and chaos run only
-#                when named here; rolling, a rolling restart of the edges under publishing, and
+#   --only       a subset of: handshake handshake-ticket fanout fanout-max fanout-100k rooms churn
+#                revocation idle idle-1k idle-2k idle-5k idle-10k idle-15k idle-19k resume rolling
+#                chaos (the idle-<size> points and chaos run only when named here; plot the idle
+#                points with loadtest/plot-idle-growth.py; rolling, a rolling restart of the edges
+#                under publishing, and
 #                chaos, NATS/Redis/an edge killed and NATS frozen under publishing, only with
 #                --cluster)
 #   --cluster K  K Switchboard edges + an admin over Redis and NATS, and K Node processes
@@ -330,7 +332,11 @@ SUITE=(
   "churn|churn --conns 1000 --hold-ms 5000 --rate 10 --duration 20|churn --conns 200 --hold-ms 1000 --rate 10 --duration 3"
   "revocation|revocation --conns 1000 --revocations 200 --rate 20|revocation --conns 100 --revocations 20 --rate 20"
   "idle|idle --conns 10000 --duration 10|idle --conns 1000 --duration 2"
+  "idle-1k|idle --conns 1000 --duration 10 --label idle-1k|idle --conns 100 --duration 2 --label idle-1k"
+  "idle-2k|idle --conns 2000 --duration 10 --label idle-2k|idle --conns 200 --duration 2 --label idle-2k"
   "idle-5k|idle --conns 5000 --duration 10 --label idle-5k|idle --conns 500 --duration 2 --label idle-5k"
+  "idle-10k|idle --conns 10000 --duration 10 --label idle-10k|idle --conns 1000 --duration 2 --label idle-10k"
+  "idle-15k|idle --conns 15000 --duration 10 --label idle-15k|idle --conns 1500 --duration 2 --label idle-15k"
   "idle-19k|idle --conns 19000 --duration 10 --label idle-19k|idle --conns 1900 --duration 2 --label idle-19k"
   "resume|resume --conns 500 --drop-ms 5000 --rate 20 --duration 20 --drain 5|resume --conns 100 --drop-ms 1000 --rate 10 --duration 3 --drain 1"
   # Cluster runs only, Switchboard only (the Node peer has neither resume nor server-side

@@ -194,7 +194,9 @@ impl Edge {
             .ws_max_message_size(inner.cfg.max_payload_bytes as usize)
             .ws_max_frame_size(inner.cfg.max_payload_bytes as usize)
             .max_buffer_size(1024)
-            .ws_read_buffer_size(1024)
+            // Client frames are small (events, acks): tungstenite reads larger ones in several
+            // reads. Each socket allocates this buffer for its whole life (issue 12).
+            .ws_read_buffer_size(256)
             .build_layer();
         // The pattern is a constant, so inserting it cannot fail.
         // Every namespace is answered with a SPEC code: `/{tenant}` is decided by policy;
