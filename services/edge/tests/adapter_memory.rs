@@ -6,21 +6,20 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bus::{AdapterConfig, AdapterState, AdapterTransport, Bus, LocalBus, MemoryHub, MemoryTransport};
 use edge::{Edge, EdgeConfig};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::json;
 use telemetry::Metrics;
-use testkit::sio::{self, Endpoint, Packet};
-use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 
+#[path = "common/cluster.rs"]
+mod cluster;
 mod common;
-use common::{TENANT, serve, store, token};
+use cluster::{HasEdge, NS, await_sockets, client, fetch, nodes_of, ops};
+use common::{serve, store};
 
-const NS: &str = "/acme";
 /// Far above what any test waits: a request that returns quickly did not wait for it.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -29,6 +28,12 @@ struct Node {
     port: u16,
     transport: MemoryTransport,
     _bus: Arc<dyn Bus>,
+}
+
+impl HasEdge for Node {
+    fn edge(&self) -> &Edge {
+        &self.edge
+    }
 }
 
 async fn node(hub: &Arc<MemoryHub>, name: &str, cfg: AdapterConfig) -> Node {
@@ -43,117 +48,6 @@ async fn node(hub: &Arc<MemoryHub>, name: &str, cfg: AdapterConfig) -> Node {
 
 fn timings() -> AdapterConfig {
     AdapterConfig { request_timeout: REQUEST_TIMEOUT, ..AdapterConfig::default() }
-}
-
-/// A connected client. A background task answers pings, acknowledges every `ping` event
-/// with `"pong-<name>"`, and hands the other frames over.
-struct Client {
-    frames: mpsc::UnboundedReceiver<String>,
-    prefix: String,
-}
-
-async fn client(port: u16, name: &str, rooms: &[&str]) -> Client {
-    let ep = Endpoint::parse(&format!("http://127.0.0.1:{port}/{TENANT}")).expect("endpoint");
-    let auth = loadtest::token::auth_json("token", &token(name), None);
-    let (mut conn, _) = sio::connect(&ep, None, &auth, Duration::from_secs(10)).await.expect("connects");
-    let prefix = conn.prefix.clone();
-    for room in rooms {
-        let id = conn.emit_with_ack("subscribe", &json!({ "room": room }).to_string()).await.expect("send");
-        loop {
-            let f = tokio::time::timeout(Duration::from_secs(10), conn.recv())
-                .await
-                .expect("ack in time")
-                .expect("open");
-            match sio::parse(&f, &prefix) {
-                Packet::Ack { id: got, body } if got == id => {
-                    assert!(body.contains("\"ok\":true"), "subscribe {room}: {body}");
-                    break;
-                }
-                Packet::Ping => conn.pong().await.expect("pong"),
-                _ => {}
-            }
-        }
-    }
-    let (tx, frames) = mpsc::unbounded_channel();
-    let name = name.to_string();
-    let p = prefix.clone();
-    tokio::spawn(async move {
-        while let Some(f) = conn.recv().await {
-            match sio::parse(&f, &p) {
-                Packet::Ping => {
-                    let _ = conn.pong().await;
-                    continue;
-                }
-                Packet::Event { ack: Some(id), name: "ping", .. } => {
-                    let _ = conn.ws.send(Message::text(format!("43{p}{id}[\"pong-{name}\"]"))).await;
-                }
-                _ => {}
-            }
-            if tx.send(f).is_err() {
-                break;
-            }
-        }
-        let _ = tx.send("closed".into());
-    });
-    Client { frames, prefix }
-}
-
-impl Client {
-    /// The next event called `name` (its frame), skipping others; `None` after `within`.
-    async fn event(&mut self, name: &str, within: Duration) -> Option<String> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let f = tokio::time::timeout_at(deadline, self.frames.recv()).await.ok()??;
-            if let Packet::Event { name: n, .. } = sio::parse(&f, &self.prefix)
-                && n == name
-            {
-                return Some(f);
-            }
-        }
-    }
-
-    /// Waits for the server's DISCONNECT of the namespace (or the connection's end).
-    async fn disconnected(&mut self, within: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            match tokio::time::timeout_at(deadline, self.frames.recv()).await {
-                Ok(Some(f)) if f == "closed" || sio::parse(&f, &self.prefix) == Packet::Disconnect => {
-                    return true;
-                }
-                Ok(Some(_)) => {}
-                Ok(None) => return true,
-                Err(_) => return false,
-            }
-        }
-    }
-}
-
-fn ops(n: &Node) -> socketioxide::operators::BroadcastOperators<edge::Adapter> {
-    n.edge.io().of(NS).expect("the tenant namespace exists on this node")
-}
-
-async fn fetch(n: &Node) -> (Vec<socketioxide::socket::RemoteSocket<edge::Adapter>>, Duration) {
-    let t = Instant::now();
-    let s = ops(n).fetch_sockets().await.expect("fetch_sockets");
-    (s, t.elapsed())
-}
-
-/// Asks `n` again (each ask is a full cross-node request) until it sees `count` sockets of
-/// the tenant; fails after `within`.
-async fn await_sockets(n: &Node, count: usize, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let (s, _) = fetch(n).await;
-        if s.len() == count {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{} sockets after {within:?}, expected {count}", s.len());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn nodes_of(sockets: &[socketioxide::socket::RemoteSocket<edge::Adapter>]) -> HashSet<String> {
-    sockets.iter().map(|s| s.data().server_id.to_string()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
