@@ -261,16 +261,7 @@ mod tests {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             let r = rt.block_on(async {
                 let store = Arc::new(state::testing::Flaky::default());
-                store
-                    .create_tenant(Tenant {
-                        id: "t".into(),
-                        name: "t".into(),
-                        policy: TenantPolicy::default(),
-                        created_at: 0,
-                        managed_by: None,
-                    })
-                    .await
-                    .expect("tenant");
+                store.create_tenant(state::testing::tenant("t")).await.expect("tenant");
                 // A zero TTL: every read finds the entry expired and asks the store.
                 let cache = TenantCache::new(store.clone(), Duration::ZERO);
                 assert!(cache.get("t").await.expect("store up").is_some());
@@ -295,16 +286,7 @@ mod tests {
         let hits = Arc::new(AtomicUsize::new(0));
         let url = jwks_server(set.clone(), hits.clone()).await;
         let store = Arc::new(MemoryStore::new());
-        store
-            .create_tenant(Tenant {
-                id: "t".into(),
-                name: "t".into(),
-                policy: TenantPolicy::default(),
-                created_at: 0,
-                managed_by: None,
-            })
-            .await
-            .expect("tenant");
+        store.create_tenant(state::testing::tenant("t")).await.expect("tenant");
         store
             .add_key(
                 "t",
