@@ -44,7 +44,9 @@ export function freePort() {
   });
 }
 
-async function waitFor(what, check, timeoutMs = 15000) {
+// A start-up deadline, not a measurement: it returns as soon as the check passes. Generous,
+// since a loaded 2-core CI machine has been seen to need more than 15 s for an admin start.
+async function waitFor(what, check, timeoutMs = 45000) {
   const deadline = Date.now() + timeoutMs;
   let last;
   for (;;) {
