@@ -10,7 +10,7 @@ use policy::{Identity, TokenBucket};
 use socketioxide::adapter::Adapter;
 use socketioxide::handler::{FromMessageParts, Value};
 use socketioxide::socket::Socket;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use crate::Inner;
 
@@ -39,7 +39,10 @@ pub struct Conn {
     /// all events before it have finished, because socketioxide runs each handler as its
     /// own task and would otherwise let a later publish overtake an earlier one.
     next: AtomicU64,
-    done: watch::Sender<u64>,
+    /// How many turns have finished, and the notification of each (a `watch` channel did
+    /// this at 344 bytes per socket: its shared state holds nine `Notify`s).
+    done: AtomicU64,
+    turns: Notify,
     /// Set when the socket disconnected: events still queued do nothing.
     pub closed: std::sync::atomic::AtomicBool,
     /// Whether the session is in the store. A session without rooms has nothing to
@@ -74,7 +77,8 @@ impl Conn {
             pending_history: Mutex::new(Vec::new()),
             // Turn 0 belongs to the connect handler (`first_turn`); events start at 1.
             next: AtomicU64::new(1),
-            done: watch::channel(0).0,
+            done: AtomicU64::new(0),
+            turns: Notify::new(),
             closed: std::sync::atomic::AtomicBool::new(false),
             session_saved: std::sync::atomic::AtomicBool::new(false),
             slow: std::sync::atomic::AtomicBool::new(false),
@@ -109,7 +113,8 @@ pub struct Turn {
 
 impl Drop for Turn {
     fn drop(&mut self) {
-        self.conn.done.send_modify(|d| *d += 1);
+        self.conn.done.fetch_add(1, Ordering::SeqCst);
+        self.conn.turns.notify_waiters();
     }
 }
 
@@ -132,10 +137,17 @@ impl Conn {
 impl Ordered {
     /// Waits until every earlier event of this socket has finished.
     pub async fn turn(self) -> (Arc<Conn>, Turn) {
-        let mut rx = self.conn.done.subscribe();
         let seq = self.seq;
-        // The sender lives in `conn`, which we hold, so the channel cannot close.
-        let _ = rx.wait_for(|d| *d >= seq).await;
+        loop {
+            // Registered before the check, so that a turn finishing in between wakes us.
+            let notified = self.conn.turns.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.conn.done.load(Ordering::SeqCst) >= seq {
+                break;
+            }
+            notified.await;
+        }
         let conn = self.conn;
         (conn.clone(), Turn { conn })
     }

@@ -72,6 +72,7 @@ pub fn init(
     use tracing_subscriber::util::SubscriberInitExt;
     let filter =
         EnvFilter::try_new(filter).map_err(|e| anyhow::anyhow!("invalid log filter {filter:?}: {e}"))?;
+    let hint = filter.max_level_hint();
     let provider = if otel::export_requested() { Some(otel::provider(runtime, instance)?) } else { None };
     // Other crates never log below info, whatever the filter says: at debug and trace
     // they print what crosses the wire (WebSocket frames with auth payloads, HTTP headers,
@@ -99,8 +100,26 @@ pub fn init(
             .with_tracer(p.tracer("switchboard"))
             .with_filter(tracing_subscriber::filter::filter_fn(|m| m.is_span() && is_ours(m.target())))
     });
-    let _ = tracing_subscriber::registry().with(logs).with(spans).try_init();
+    if tracing_subscriber::registry().with(logs).with(spans).try_init().is_ok() {
+        log::set_max_level(log_max_level(hint));
+    }
     Ok(Telemetry { provider })
+}
+
+/// The most verbose `log` record worth forming. Records from crates that use `log`
+/// (tungstenite logs every frame at trace) reach tracing through its `LogTracer`, which
+/// has no per-callsite cache: each one is built and run through the filter only to be
+/// dropped, about a seventh of the edge's CPU time under fan-out. Only our crates log
+/// below info, and they use tracing, so `log` is cut at info (or the filter's own
+/// maximum, if lower) and a dropped record costs a load and a compare.
+fn log_max_level(hint: Option<tracing::level_filters::LevelFilter>) -> log::LevelFilter {
+    use tracing::level_filters::LevelFilter;
+    match hint.map(|h| h.min(LevelFilter::INFO)) {
+        Some(LevelFilter::OFF) => log::LevelFilter::Off,
+        Some(LevelFilter::ERROR) => log::LevelFilter::Error,
+        Some(LevelFilter::WARN) => log::LevelFilter::Warn,
+        _ => log::LevelFilter::Info,
+    }
 }
 
 /// Our crates' tracing targets (the crate name is the target's first segment).
@@ -363,6 +382,19 @@ pub fn redact_query(query: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_records_are_cut_at_info_or_the_filters_maximum() {
+        use tracing::level_filters::LevelFilter;
+        let at = |f: &str| log_max_level(EnvFilter::try_new(f).expect("a valid filter").max_level_hint());
+        assert_eq!(at("trace"), log::LevelFilter::Info);
+        assert_eq!(at("edge=trace,warn"), log::LevelFilter::Info);
+        assert_eq!(at("warn"), log::LevelFilter::Warn);
+        assert_eq!(at("error"), log::LevelFilter::Error);
+        assert_eq!(at("off"), log::LevelFilter::Off);
+        assert_eq!(log_max_level(None), log::LevelFilter::Info);
+        assert_eq!(log_max_level(Some(LevelFilter::DEBUG)), log::LevelFilter::Info);
+    }
 
     #[test]
     fn redacts_credentials_in_queries() {

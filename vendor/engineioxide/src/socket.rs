@@ -70,7 +70,7 @@ use engineioxide_core::{Packet, PacketBuf, ProtocolVersion, Str, TransportType};
 use futures_util::FutureExt;
 use http::request::Parts;
 use smallvec::{SmallVec, smallvec};
-use tokio::sync::{Mutex, Notify, mpsc::error::TrySendError, watch};
+use tokio::sync::{Mutex, Notify, mpsc::error::TrySendError};
 
 use crate::queue::{self, Queue};
 
@@ -155,14 +155,12 @@ impl Permit<'_> {
 #[derive(Debug)]
 pub(crate) struct InternalRx {
     pub peeked_packet: Option<PacketBuf>,
-    pub volatile_rx: watch::Receiver<Option<PacketBuf>>,
 }
 
 impl InternalRx {
-    fn new(volatile_rx: watch::Receiver<Option<PacketBuf>>) -> Self {
+    fn new() -> Self {
         Self {
             peeked_packet: None,
-            volatile_rx,
         }
     }
 }
@@ -209,12 +207,10 @@ where
     /// The queue of [PacketBuf]s waiting to be sent to the connection (bounded by
     /// `max_buffer_size`; its consumer holds the [`Socket::internal_rx`] lock).
     /// It allocates its buffer only while it holds packets (see [`crate::queue`]).
+    ///
+    /// It also holds the volatile [PacketBuf], which bypasses the bound: only the latest
+    /// volatile message is retained; subsequent volatile sends overwrite the previous one.
     pub(crate) internal_tx: Queue<PacketBuf>,
-
-    /// Channel to send volatile [PacketBuf]s that bypass the internal buffer.
-    /// Uses a [`watch`](tokio::sync::watch) channel so only the latest volatile
-    /// message is retained; subsequent volatile sends overwrite the previous one.
-    volatile_tx: watch::Sender<Option<PacketBuf>>,
 
     /// Notified by the transport when a Pong [`Packet`] (v4 protocol) or a Ping (v3 protocol) is received,
     /// for the heartbeat job (at most one notification is stored, like a channel of capacity 1).
@@ -247,18 +243,14 @@ where
         close_fn: Box<dyn Fn(Sid, DisconnectReason) + Send + Sync>,
         supports_binary: bool,
     ) -> Self {
-        let (volatile_tx, volatile_rx) = watch::channel(None);
-
         Self {
             id: Sid::new(),
             protocol,
             transport: AtomicU8::new(transport as u8),
             upgrading: AtomicBool::new(false),
 
-            internal_rx: Mutex::new(InternalRx::new(volatile_rx)),
+            internal_rx: Mutex::new(InternalRx::new()),
             internal_tx: Queue::new(config.max_buffer_size),
-
-            volatile_tx,
 
             heartbeat: Notify::new(),
             cancellation_token: CancellationToken::new(),
@@ -366,6 +358,8 @@ where
             self.internal_tx
                 .try_send(smallvec![Packet::Ping])
                 .map_err(|_| Error::HeartbeatTimeout)?;
+            // An idle point: the queue's buffer goes once the ping is taken, if nothing else came.
+            self.internal_tx.release_when_empty();
 
             #[cfg(feature = "tracing")]
             tracing::trace!(sid = ?self.id, "waiting for pong");
@@ -394,6 +388,7 @@ where
             self.internal_tx
                 .try_send(smallvec![Packet::Pong])
                 .map_err(|_| Error::HeartbeatTimeout)?;
+            self.internal_tx.release_when_empty();
         }
     }
 
@@ -530,7 +525,7 @@ where
     }
 
     pub(crate) fn send_volatile(&self, packets: PacketBuf) -> bool {
-        self.volatile_tx.send(Some(packets)).is_ok()
+        self.internal_tx.set_volatile(packets)
     }
 }
 
@@ -589,18 +584,14 @@ where
         close_fn: Box<dyn Fn(Sid, DisconnectReason) + Send + Sync>,
         buffer_size: usize,
     ) -> (Arc<Socket<D>>, tokio::sync::mpsc::Receiver<Packet>) {
-        let (volatile_tx, volatile_rx) = watch::channel(None);
-
         let sock = Self {
             id: sid,
             protocol: ProtocolVersion::V4,
             transport: AtomicU8::new(TransportType::Websocket as u8),
             upgrading: AtomicBool::new(false),
 
-            internal_rx: Mutex::new(InternalRx::new(volatile_rx)),
+            internal_rx: Mutex::new(InternalRx::new()),
             internal_tx: Queue::new(buffer_size),
-
-            volatile_tx,
 
             heartbeat: Notify::new(),
             cancellation_token: CancellationToken::new(),
