@@ -145,6 +145,12 @@ impl<T> Queue<T> {
             self.give_back_place();
             return Err(item);
         }
+        // A first push allocates one slot only: most sockets hold one packet at a time (the
+        // connect packet, a ping), and `VecDeque` would allocate four. A second packet
+        // queued meanwhile grows the buffer to four as before.
+        if state.items.capacity() == 0 {
+            state.items.reserve_exact(1);
+        }
         state.items.push_back(item);
         drop(state);
         self.rx_waker.wake();
@@ -305,6 +311,21 @@ mod tests {
         q.try_send(4).unwrap();
         q.try_send(5).unwrap();
         assert!(q.try_send(6).is_err());
+    }
+
+    #[test]
+    fn a_first_push_allocates_one_slot_and_a_second_grows_it() {
+        let q = Queue::new(1024);
+        q.try_send(0).unwrap();
+        assert_eq!(q.lock().items.capacity(), 1);
+        q.try_send(1).unwrap();
+        assert!(q.lock().items.capacity() >= 2);
+        assert_eq!(q.try_recv(), Some(0));
+        assert_eq!(q.try_recv(), Some(1));
+        // Released and pushed again: one slot again.
+        q.release_when_empty();
+        q.try_send(2).unwrap();
+        assert_eq!(q.lock().items.capacity(), 1);
     }
 
     #[test]
